@@ -1,0 +1,164 @@
+"""The HTTP API (FastAPI): current state from Redis, health, readiness and /metrics.
+
+Handlers are thin: validation of the inputs, one `Queries` call, the response model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaClient
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from service.core.events import MAX_ID_LEN
+from service.queries import Queries
+from service.settings import Settings
+
+ChannelParam = Annotated[
+    str | None,
+    Query(max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="acquisition channel; '-' for none"),
+]
+
+
+class StateCounts(BaseModel):
+    new: int
+    retained: int
+    silent: int
+    churned: int
+    dead: int
+
+
+class Lifecycle(BaseModel):
+    as_of: int
+    channel: str | None
+    total: int
+    counts: StateCounts
+
+
+class FunnelStageOut(BaseModel):
+    name: str
+    event: str
+    nth: int
+    users: int
+    conversion_from_previous: float | None
+    conversion_from_first: float | None
+
+
+class Funnel(BaseModel):
+    channel: str | None
+    stages: list[FunnelStageOut]
+
+
+class User(BaseModel):
+    user_id: str
+    state: str
+    as_of: int
+    first_seen: int
+    last_active: int
+    channel: str | None
+    funnel_stage: str | None
+    funnel_stage_index: int
+    orders: int
+    revenue: float
+    event_counts: dict[str, int]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+class _KafkaProbe:
+    """Answers whether the brokers respond to a metadata request, cached for two seconds."""
+
+    def __init__(self, bootstrap: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self._at = 0.0
+        self._ok = False
+        self._error = ""
+
+    async def check(self) -> tuple[bool, str]:
+        if time.monotonic() - self._at < 2.0:
+            return self._ok, self._error
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        try:
+            await asyncio.wait_for(client.bootstrap(), 3)
+            self._ok, self._error = True, ""
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            self._ok, self._error = False, f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            await client.close()
+        self._at = time.monotonic()
+        return self._ok, self._error
+
+
+def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
+    profile = settings.loaded_profile
+    client = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
+    kafka = _KafkaProbe(settings.bootstrap_servers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(
+        title="Lifecycle operations API",
+        version="0.1.0",
+        description=f"Users' lifecycle stages and the core path funnel (profile `{profile.name}`).",
+        lifespan=lifespan,
+    )
+    app.state.queries = queries
+
+    @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
+    async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
+        """A user's lifecycle state at the current clock, funnel stage, orders and revenue."""
+        found = await queries.user(user_id)
+        if found is None:
+            raise HTTPException(404, f"no user {user_id!r}")
+        return found
+
+    @app.get("/lifecycle", response_model=Lifecycle)
+    async def get_lifecycle(channel: ChannelParam = None) -> dict[str, Any]:
+        """Exact number of users in each lifecycle state at the current clock."""
+        return await queries.lifecycle(channel)
+
+    @app.get("/funnel", response_model=Funnel)
+    async def get_funnel(channel: ChannelParam = None) -> dict[str, Any]:
+        """Users who reached each core-path stage (monotone), with stage-to-stage conversion."""
+        return await queries.funnel(channel)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> dict[str, Any]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+    async def readyz(response: Response) -> dict[str, Any]:
+        """Redis and Kafka both answer; 503 otherwise, with the failing check named."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(client.ping(), 2)
+            checks["redis"] = "ok"
+        except Exception as exc:  # any failure means "not ready"
+            checks["redis"] = f"{type(exc).__name__}: {exc}"[:200]
+        ok, error = await kafka.check()
+        checks["kafka"] = "ok" if ok else error
+        ready = all(v == "ok" for v in checks.values())
+        if not ready:
+            response.status_code = 503
+        return {"status": "ready" if ready else "unavailable", "checks": checks}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,204 @@
+"""The `lifecycle` command: worker, api, dev (embedded stack), replay, generate.
+
+Configuration comes from `LIFECYCLE_*` environment variables (see `Settings`); flags
+only choose what a command does, not how the service is wired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from service.core.events import validate_event
+from service.core.profile import ProfileError
+from service.settings import Settings
+
+log = logging.getLogger("lifecycle")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        _ = settings.loaded_profile  # fail at start-up, naming the bad field
+    except ProfileError as exc:
+        sys.exit(f"lifecycle: invalid profile: {exc}")
+    except ValueError as exc:
+        sys.exit(f"lifecycle: invalid configuration: {exc}")
+    return settings
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the events and dead-letter topics with the configured partitions if missing."""
+    from service.topics import create_topics
+
+    create_topics(
+        settings.kafka_bootstrap,
+        {settings.events_topic: settings.partitions, settings.dlq_topic: settings.partitions},
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from faust import Worker
+
+    from stream_topologies.app import create_app
+
+    settings = _settings()
+    ensure_topics(settings)
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.api import create_api
+
+    settings = _settings()
+    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+def _progress(events: Iterable[dict[str, Any]], total: int | None, desc: str) -> Iterator[dict[str, Any]]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="ev", unit_scale=True, disable=None) as bar:
+        pending = 0
+        for ev in events:
+            yield ev
+            pending += 1
+            if pending == 2000:
+                bar.update(pending)
+                pending = 0
+        bar.update(pending)
+
+
+def _publish(
+    settings: Settings, events: Iterable[dict[str, Any]], *, single: bool, envelope_size: int
+) -> int:
+    from service.publisher import EventPublisher
+
+    ensure_topics(settings)
+    publisher = EventPublisher(
+        settings.kafka_bootstrap,
+        settings.events_topic,
+        settings.partitions,
+        envelope_size=envelope_size,
+        single=single,
+    )
+    try:
+        sent = publisher.publish(events)
+        publisher.flush()
+    finally:
+        publisher.close()
+    return sent
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from service.replay import read_events
+
+    settings = _settings()
+    bad: list[tuple[int, str]] = []
+
+    def good() -> Iterator[dict[str, Any]]:
+        for line_no, doc, error, _raw in read_events(args.path):
+            if doc is not None and error is None:
+                checked = validate_event(doc)
+                if isinstance(checked, str):
+                    error = checked
+                else:
+                    yield doc
+                    continue
+            bad.append((line_no, error or "unreadable"))
+
+    started = time.perf_counter()
+    sent = _publish(
+        settings, _progress(good(), None, "replay"), single=args.single, envelope_size=args.envelope_size
+    )
+    elapsed = time.perf_counter() - started
+    print(
+        f"replayed {sent} events from {args.path} to {settings.events_topic} in {elapsed:.1f}s "
+        f"({sent / max(elapsed, 1e-9):,.0f} ev/s, {'single events' if args.single else 'envelopes'}); "
+        f"{len(bad)} invalid line(s) skipped"
+    )
+    for line_no, reason in bad[:20]:
+        print(f"  line {line_no}: {reason}", file=sys.stderr)
+    if bad:
+        sys.exit(1)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from service.generator import generate
+
+    settings = _settings()
+    days = args.days
+    start_ms = int((time.time() - days * 86_400) * 1000) if args.start_ms is None else args.start_ms
+    events = generate(
+        users=args.users, start_ms=start_ms, days=days, seed=args.seed, profile=settings.loaded_profile
+    )
+    started = time.perf_counter()
+    if args.output:
+        from service.replay import write_jsonl
+
+        count = write_jsonl(args.output, _progress(events, None, "generate"))
+        print(f"wrote {count} events for {args.users} users over {days} days to {args.output}")
+        return
+    sent = _publish(
+        settings, _progress(events, None, "generate"), single=args.single, envelope_size=args.envelope_size
+    )
+    elapsed = time.perf_counter() - started
+    print(
+        f"published {sent} events for {args.users} users over {days} days to {settings.events_topic} "
+        f"in {elapsed:.1f}s ({sent / max(elapsed, 1e-9):,.0f} ev/s)"
+    )
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from service.devstack import run_dev
+
+    run_dev(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run a Faust worker (consumes the events topic)").set_defaults(
+        func=cmd_worker
+    )
+    sub.add_parser("api", help="run the HTTP API").set_defaults(func=cmd_api)
+
+    dev = sub.add_parser("dev", help="embedded stack: broker, redis, worker, API and demo generator")
+    dev.add_argument("--users", type=int, default=3000, help="users in the backfilled history")
+    dev.add_argument("--days", type=float, default=120, help="days of backfilled history")
+    dev.add_argument("--rate", type=float, default=50, help="live demo events per second (0: none)")
+    dev.add_argument("--workdir", default=".run", help="where logs and data of the stack go")
+    dev.set_defaults(func=cmd_dev)
+
+    for name, helptext in (("replay", "publish a JSON Lines or CSV file of events"), ("generate", "")):
+        p = sub.add_parser(name, help=helptext or "publish (or write) a synthetic history")
+        p.add_argument("--single", action="store_true", help="one event per message instead of envelopes")
+        p.add_argument("--envelope-size", type=int, default=200, help="events per envelope")
+        if name == "replay":
+            p.add_argument("path", help="a .jsonl/.ndjson/.csv file, optionally .gz")
+            p.set_defaults(func=cmd_replay)
+        else:
+            p.add_argument("--users", type=int, default=10_000)
+            p.add_argument("--days", type=float, default=90)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--start-ms", type=int, default=None, help="history start (default: now - days)")
+            p.add_argument("--output", help="write JSON Lines to this file instead of publishing")
+            p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Applying a batch of one partition's events to its users: pure, so it can be replayed.
+
+`apply_events` takes the stored records of the batch's users, the events (already
+de-duplicated and in partition order), the partition's sweep clock and the profile, and
+returns everything the store must write, as data. `sweep` does the same for the
+passing of time. Neither reads a clock: the caller passes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from service.core import counters as ctr
+from service.core.events import Event
+from service.core.funnel import furthest_stage
+from service.core.lifecycle import state_at, time_transitions
+from service.core.profile import Profile
+from service.core.records import NO_CHANNEL, UserRecord
+
+OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
+OTHER_TYPE = "other"
+NEW_USER = "-"
+
+
+def event_digest(event_id: str) -> bytes:
+    """An 8-byte digest of an event id: what the de-duplication sets store."""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def known_types(profile: Profile) -> frozenset[str]:
+    """Event types counted under their own name; others count as `other` (bounded labels)."""
+    return (
+        profile.funnel_events
+        | (profile.activity_types or frozenset())
+        | profile.revenue_types
+        | OUTCOME_TYPES
+        | {"visit", "login", "register", "verify", "order", "renew"}
+    )
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch changes; the store turns it into one atomic commit."""
+
+    records: dict[str, UserRecord] = field(default_factory=dict)
+    active_index: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    first_index: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    index_removals: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    counts: Counter[str] = field(default_factory=Counter)
+    sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    watermark: int = 0
+    channels: set[str] = field(default_factory=set)
+
+
+def apply_events(
+    stored: Mapping[str, UserRecord | None],
+    events: Iterable[Event],
+    swept: int,
+    profile: Profile,
+) -> BatchResult:
+    """Apply `events` in order; `swept` is the clock up to which the partition was swept.
+
+    Each event is evaluated at `tau = max(ts, accounted)` where `accounted` is the later
+    of the user's `seen_until` and `swept`: time-driven transitions up to `tau` are counted
+    first with the old record, then the change the event makes at `tau`. A late event
+    therefore changes the record but never re-counts a transition already counted.
+    """
+    th = profile.thresholds
+    funnel = profile.funnel
+    funnel_events = profile.funnel_events
+    revenue_types = profile.revenue_types
+    labels = known_types(profile)
+    out = BatchResult()
+    counts = out.counts
+    live: dict[str, UserRecord | None] = {}
+    dirty_active: set[str] = set()
+    dirty_first: set[str] = set()
+
+    for ev in events:
+        uid = ev.user_id
+        ts = ev.ts
+        if ts > out.watermark:
+            out.watermark = ts
+        counts[ctr.event_type(ev.type if ev.type in labels else OTHER_TYPE)] += 1
+        if uid in live:
+            rec = live[uid]
+        else:
+            found = stored.get(uid)
+            rec = live[uid] = found.copy() if found is not None else None
+        active = profile.is_activity(ev.type)
+
+        if rec is None:
+            if not active:
+                counts[ctr.UNKNOWN_USER] += 1
+                continue
+            tau = max(ts, swept)
+            channel = ev.channel or NO_CHANNEL
+            rec = live[uid] = UserRecord(first_seen=ts, last_active=ts, seen_until=tau, channel=channel)
+            counts[ctr.users(channel)] += 1
+            counts[ctr.transition(NEW_USER, state_at(ts, ts, tau, th))] += 1
+            out.channels.add(channel)
+            dirty_active.add(uid)
+            dirty_first.add(uid)
+        else:
+            tau = max(ts, rec.seen_until, swept)
+            accounted = max(rec.seen_until, swept)
+            for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
+                counts[ctr.transition(a, b)] += 1
+            before = state_at(rec.first_seen, rec.last_active, tau, th)
+            if ev.channel and rec.channel == NO_CHANNEL:
+                _move_channel(uid, rec, ev.channel, out)
+                dirty_active.add(uid)
+                dirty_first.add(uid)
+            if ts < rec.first_seen:
+                rec.first_seen = ts
+                dirty_first.add(uid)
+            if active and ts > rec.last_active:
+                rec.last_active = ts
+                dirty_active.add(uid)
+            after = state_at(rec.first_seen, rec.last_active, tau, th)
+            if after != before:
+                counts[ctr.transition(before, after)] += 1
+            rec.seen_until = tau
+
+        if ev.type in funnel_events:
+            rec.counts[ev.type] = rec.counts.get(ev.type, 0) + 1
+            reached = furthest_stage(rec.counts, funnel)
+            for k in range(rec.stage + 1, reached + 1):
+                counts[ctr.stage(rec.channel, k)] += 1
+            rec.stage = max(rec.stage, reached)
+        if ev.type in revenue_types:
+            rec.orders += 1
+            counts[ctr.orders(rec.channel)] += 1
+            if ev.amount:
+                rec.revenue += ev.amount
+                out.sums[ctr.revenue(rec.channel)] += ev.amount
+        counts[ctr.APPLIED] += 1
+
+    for uid, maybe in live.items():
+        if maybe is None:
+            continue
+        out.records[uid] = maybe
+        if uid in dirty_active:
+            out.active_index[maybe.channel][uid] = maybe.last_active
+        if uid in dirty_first and maybe.first_seen + th.new_window > maybe.seen_until:
+            out.first_index[maybe.channel][uid] = maybe.first_seen
+    return out
+
+
+def _move_channel(rec_uid: str, rec: UserRecord, channel: str, out: BatchResult) -> None:
+    """The first channel seen sticks: a user seen without one moves, with their counts."""
+    old = rec.channel
+    counts = out.counts
+    counts[ctr.users(old)] -= 1
+    counts[ctr.users(channel)] += 1
+    for k in range(rec.stage + 1):
+        counts[ctr.stage(old, k)] -= 1
+        counts[ctr.stage(channel, k)] += 1
+    if rec.orders:
+        counts[ctr.orders(old)] -= rec.orders
+        counts[ctr.orders(channel)] += rec.orders
+    if rec.revenue:
+        out.sums[ctr.revenue(old)] -= rec.revenue
+        out.sums[ctr.revenue(channel)] += rec.revenue
+    out.index_removals[old].append(rec_uid)
+    rec.channel = channel
+    out.channels.add(channel)
+
+
+def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: Profile) -> Counter[str]:
+    """Transitions that time alone caused in `(swept, now]` for the candidate users.
+
+    Candidates are the users whose change points fall in that interval (found by range
+    queries on the partition's indexes); anything else has no transition to count.
+    """
+    th = profile.thresholds
+    counts: Counter[str] = Counter()
+    for rec in candidates.values():
+        for a, b in time_transitions(rec.first_seen, rec.last_active, max(rec.seen_until, swept), now, th):
+            counts[ctr.transition(a, b)] += 1
+    return counts

@@ -1,0 +1,46 @@
+"""Names of the per-partition counters the batch commit increments.
+
+The core returns counter deltas as `{name: delta}`; the store adds them to one hash per
+partition and the API sums the partitions. The names are built here only, so writer
+and reader cannot disagree. Channels and types are validated tokens (no `|`).
+"""
+
+from __future__ import annotations
+
+SEP = "|"
+
+
+def users(channel: str) -> str:
+    return f"users{SEP}{channel}"
+
+
+def stage(channel: str, index: int) -> str:
+    return f"stage{SEP}{channel}{SEP}{index}"
+
+
+def transition(from_state: str, to_state: str) -> str:
+    """`from_state` is `-` when a user first appears."""
+    return f"tr{SEP}{from_state}{SEP}{to_state}"
+
+
+def event_type(etype: str) -> str:
+    return f"ev{SEP}{etype}"
+
+
+def orders(channel: str) -> str:
+    return f"orders{SEP}{channel}"
+
+
+def revenue(channel: str) -> str:
+    return f"revenue{SEP}{channel}"
+
+
+DUPLICATES = "duplicates"
+REJECTED = "rejected"
+MISROUTED = "misrouted"
+UNKNOWN_USER = "unknown_user_events"
+APPLIED = "applied"
+
+
+def split(name: str) -> list[str]:
+    return name.split(SEP)

@@ -1,0 +1,161 @@
+"""Canonical events and their decoding from Kafka message values.
+
+A message value is either one canonical event (a JSON object) or an *envelope* (a JSON
+array of them); the first non-blank byte tells which. Decoding never raises: anything
+that is not a valid canonical event becomes a `Rejected` value carrying the reason and
+the original bytes, so the adapter can dead-letter it and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+MAX_ID_LEN = 128
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MAX_AMOUNT = 1e12
+_TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_FIELDS = frozenset({"event_id", "user_id", "type", "ts", "channel", "amount", "properties"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated canonical event; `ts` is event time in epoch milliseconds (UTC)."""
+
+    event_id: str
+    user_id: str
+    type: str
+    ts: int
+    channel: str | None = None
+    amount: float | None = None
+    properties: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "type": self.type,
+            "ts": self.ts,
+        }
+        if self.channel is not None:
+            out["channel"] = self.channel
+        if self.amount is not None:
+            out["amount"] = self.amount
+        if self.properties is not None:
+            out["properties"] = self.properties
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Bad input as a value: why, the original bytes, and its index inside an envelope."""
+
+    reason: str
+    raw: bytes
+    index: int | None = None
+
+
+def decode_message(value: bytes | None, *, max_ts: int = MAX_TS_MS) -> tuple[list[Event], list[Rejected]]:
+    """Decode one Kafka message value (single event or envelope) into events and rejects."""
+    if not value:
+        return [], [Rejected("empty message", value or b"")]
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return [], [Rejected(f"not JSON: {exc}", value)]
+    if isinstance(doc, dict):
+        item = validate_event(doc, max_ts=max_ts)
+        if isinstance(item, str):
+            return [], [Rejected(item, value)]
+        return [item], []
+    if isinstance(doc, list):
+        if not doc:
+            return [], [Rejected("empty envelope", value)]
+        events: list[Event] = []
+        rejected: list[Rejected] = []
+        for i, raw in enumerate(doc):
+            item = (
+                validate_event(raw, max_ts=max_ts) if isinstance(raw, dict) else "event is not a JSON object"
+            )
+            if isinstance(item, str):
+                rejected.append(Rejected(item, _dump(raw), i))
+            else:
+                events.append(item)
+        return events, rejected
+    return [], [Rejected("message is neither an event object nor an array of events", value)]
+
+
+def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | str:
+    """The event, or the reason it is not a canonical event."""
+    extra = doc.keys() - _FIELDS
+    if extra:
+        return f"unknown field(s): {', '.join(sorted(str(k)[:40] for k in extra)[:5])}"
+    event_id = doc.get("event_id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_LEN:
+        return f"event_id must be a string of 1..{MAX_ID_LEN} characters"
+    user_id = doc.get("user_id")
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_ID_LEN:
+        return f"user_id must be a string of 1..{MAX_ID_LEN} characters"
+    etype = doc.get("type")
+    if not isinstance(etype, str) or not _TOKEN.match(etype):
+        return "type must be a string of 1..64 characters from [A-Za-z0-9_.-]"
+    ts = parse_ts(doc.get("ts"))
+    if isinstance(ts, str):
+        return ts
+    if not MIN_TS_MS <= ts <= max_ts:
+        return f"ts {ts} is outside the accepted range [{MIN_TS_MS}, {max_ts}]"
+    channel = doc.get("channel")
+    if channel is not None and (not isinstance(channel, str) or not _TOKEN.match(channel)):
+        return "channel must be a string of 1..64 characters from [A-Za-z0-9_.-]"
+    amount = doc.get("amount")
+    if amount is not None:
+        if isinstance(amount, bool) or not isinstance(amount, int | float):
+            return "amount must be a number"
+        if not math.isfinite(amount) or abs(amount) > MAX_AMOUNT:
+            return f"amount must be finite and at most {MAX_AMOUNT:.0e} in magnitude"
+        amount = float(amount)
+    properties = doc.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        return "properties must be a JSON object"
+    return Event(event_id, user_id, etype, ts, channel, amount, properties)
+
+
+def parse_ts(value: Any) -> int | str:
+    """Epoch milliseconds from an RFC 3339 string or an epoch-milliseconds number, else a reason."""
+    if isinstance(value, bool):
+        return "ts must be an RFC 3339 string or epoch milliseconds"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else "ts must be finite"
+    if isinstance(value, str):
+        if len(value) > 40:
+            return "ts is too long for an RFC 3339 timestamp"
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return f"ts {value!r} is not an RFC 3339 timestamp"
+        if parsed.tzinfo is None or "T" not in value.upper():
+            return f"ts {value!r} needs a date, a time and a UTC offset (RFC 3339)"
+        return (parsed - _EPOCH) // _ONE_MS
+    return "ts is required: an RFC 3339 string or epoch milliseconds"
+
+
+def encode_events(events: list[dict[str, Any]]) -> bytes:
+    """An envelope (one message carrying several events of one partition)."""
+    return orjson.dumps(events)
+
+
+def _dump(raw: Any) -> bytes:
+    try:
+        return orjson.dumps(raw)
+    except TypeError:
+        return repr(raw).encode()

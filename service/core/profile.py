@@ -1,0 +1,179 @@
+"""Profiles: the lifecycle thresholds, activity types and core path funnel of one product.
+
+A low-frequency insurance product and a daily app need very different thresholds, so
+they are data, not code. Built-in profiles live in `service/profiles/*.yaml`; a user
+profile is a YAML or TOML file of the same shape. Every validation error names the
+field it is about, because a bad profile must fail at start-up, not mid-stream.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.core.durations import DurationError, parse_duration
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_TOP_LEVEL = {"name", "description", "lifecycle", "activity_types", "revenue_types", "funnel"}
+_LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the offending field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Lifecycle durations in milliseconds; `new_window <= silent_after < churn_after < dead_after`."""
+
+    new_window: int
+    silent_after: int
+    churn_after: int
+    dead_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStage:
+    """A stage of the core path: reached at the `nth` occurrence of event type `event`."""
+
+    name: str
+    event: str
+    nth: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Everything product-specific the domain rules need."""
+
+    name: str
+    thresholds: Thresholds
+    funnel: tuple[FunnelStage, ...]
+    activity_types: frozenset[str] | None  # None: every event type is activity
+    revenue_types: frozenset[str]
+    description: str = ""
+
+    def is_activity(self, event_type: str) -> bool:
+        return self.activity_types is None or event_type in self.activity_types
+
+    @property
+    def funnel_events(self) -> frozenset[str]:
+        """Event types whose occurrences the funnel counts per user."""
+        return frozenset(stage.event for stage in self.funnel)
+
+
+BUILTIN_PROFILES = ("insurance", "fintech", "daily_app")
+
+
+def load_profile(spec: str) -> Profile:
+    """A built-in profile by name, or a `.yaml`/`.yml`/`.toml` file by path."""
+    if spec in BUILTIN_PROFILES:
+        text = resources.files("service").joinpath("profiles", f"{spec}.yaml").read_text()
+        return parse_profile(yaml.safe_load(text), source=f"built-in profile {spec!r}")
+    path = Path(spec)
+    if not path.is_file():
+        raise ProfileError(
+            f"profile {spec!r} is neither a built-in ({', '.join(BUILTIN_PROFILES)}) nor an existing file"
+        )
+    raw_text = path.read_text()
+    try:
+        data = tomllib.loads(raw_text) if path.suffix == ".toml" else yaml.safe_load(raw_text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"profile {spec}: not valid {path.suffix or 'YAML'}: {exc}") from exc
+    return parse_profile(data, source=f"profile {spec}")
+
+
+def parse_profile(data: Any, *, source: str = "profile") -> Profile:
+    """Validate a decoded profile document into a `Profile`."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{source}: expected a mapping at the top level")
+    unknown = sorted(set(data) - _TOP_LEVEL)
+    if unknown:
+        raise ProfileError(
+            f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
+        )
+    name = data.get("name", "custom")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ProfileError(f"{source}: name: {name!r} must match {_NAME.pattern}")
+    return Profile(
+        name=name,
+        thresholds=_thresholds(data.get("lifecycle"), source),
+        funnel=_funnel(data.get("funnel"), source),
+        activity_types=_type_set(data.get("activity_types"), "activity_types", source),
+        revenue_types=_type_set(data.get("revenue_types", ["order", "renew"]), "revenue_types", source)
+        or frozenset(),
+        description=str(data.get("description", "")),
+    )
+
+
+def _thresholds(section: Any, source: str) -> Thresholds:
+    if not isinstance(section, Mapping):
+        raise ProfileError(f"{source}: lifecycle: expected a mapping with {', '.join(_LIFECYCLE_KEYS)}")
+    unknown = sorted(set(section) - set(_LIFECYCLE_KEYS))
+    if unknown:
+        raise ProfileError(f"{source}: lifecycle.{unknown[0]}: unknown field")
+    values: dict[str, int] = {}
+    for key in _LIFECYCLE_KEYS:
+        if key not in section:
+            raise ProfileError(f"{source}: lifecycle.{key}: missing (a duration such as '30d')")
+        try:
+            values[key] = parse_duration(section[key])
+        except DurationError as exc:
+            raise ProfileError(f"{source}: lifecycle.{key}: {exc}") from exc
+        if values[key] <= 0:
+            raise ProfileError(f"{source}: lifecycle.{key}: must be positive")
+    t = Thresholds(**values)
+    if not t.new_window <= t.silent_after:
+        raise ProfileError(f"{source}: lifecycle.new_window: must be <= silent_after")
+    if not t.silent_after < t.churn_after:
+        raise ProfileError(f"{source}: lifecycle.churn_after: must be > silent_after")
+    if not t.churn_after < t.dead_after:
+        raise ProfileError(f"{source}: lifecycle.dead_after: must be > churn_after")
+    return t
+
+
+def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
+    if not isinstance(section, list) or not section:
+        raise ProfileError(f"{source}: funnel: expected a non-empty list of {{name, event, nth}}")
+    stages: list[FunnelStage] = []
+    seen_names: set[str] = set()
+    seen_steps: set[tuple[str, int]] = set()
+    for i, item in enumerate(section):
+        where = f"{source}: funnel[{i}]"
+        if not isinstance(item, Mapping):
+            raise ProfileError(f"{where}: expected a mapping with name, event and optional nth")
+        unknown = sorted(set(item) - {"name", "event", "nth"})
+        if unknown:
+            raise ProfileError(f"{where}.{unknown[0]}: unknown field")
+        name, event, nth = item.get("name"), item.get("event"), item.get("nth", 1)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ProfileError(f"{where}.name: {name!r} must match {_NAME.pattern}")
+        if name in seen_names:
+            raise ProfileError(f"{where}.name: {name!r} is used twice")
+        if not isinstance(event, str) or not _EVENT_TYPE.match(event):
+            raise ProfileError(f"{where}.event: {event!r} must match {_EVENT_TYPE.pattern}")
+        if isinstance(nth, bool) or not isinstance(nth, int) or not 1 <= nth <= 1000:
+            raise ProfileError(f"{where}.nth: {nth!r} must be an integer from 1 to 1000")
+        if (event, nth) in seen_steps:
+            raise ProfileError(f"{where}: the {nth}. {event!r} is already an earlier stage")
+        seen_names.add(name)
+        seen_steps.add((event, nth))
+        stages.append(FunnelStage(name=name, event=event, nth=nth))
+    return tuple(stages)
+
+
+def _type_set(value: Any, field: str, source: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and _EVENT_TYPE.match(v) for v in value):
+        raise ProfileError(
+            f"{source}: {field}: expected a list of event types matching {_EVENT_TYPE.pattern}"
+        )
+    return frozenset(value)

@@ -1,0 +1,71 @@
+"""A user's stored record and its compact encoding (one short JSON array per user).
+
+The record holds only what cannot be derived: the lifecycle stage is computed from
+`first_seen`/`last_active` at read time. `seen_until` is the clock up to which this
+user's time-driven transitions have already been counted, so a sweep and a later
+event never count the same crossing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+NO_CHANNEL = "-"
+
+
+@dataclass(slots=True)
+class UserRecord:
+    first_seen: int
+    last_active: int
+    seen_until: int
+    channel: str = NO_CHANNEL
+    stage: int = -1
+    orders: int = 0
+    revenue: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def pack(self) -> bytes:
+        revenue: float | int = int(self.revenue) if self.revenue.is_integer() else self.revenue
+        return orjson.dumps(
+            [
+                self.first_seen,
+                self.last_active,
+                self.seen_until,
+                self.channel,
+                self.stage,
+                self.orders,
+                revenue,
+                self.counts,
+            ]
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes | str) -> UserRecord:
+        f, la, su, ch, st, orders, revenue, counts = orjson.loads(raw)
+        return cls(f, la, su, ch, st, orders, float(revenue), counts)
+
+    def copy(self) -> UserRecord:
+        return UserRecord(
+            self.first_seen,
+            self.last_active,
+            self.seen_until,
+            self.channel,
+            self.stage,
+            self.orders,
+            self.revenue,
+            dict(self.counts),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first_seen": self.first_seen,
+            "last_active": self.last_active,
+            "channel": None if self.channel == NO_CHANNEL else self.channel,
+            "funnel_stage_index": self.stage,
+            "orders": self.orders,
+            "revenue": self.revenue,
+            "event_counts": dict(self.counts),
+        }

@@ -1,0 +1,54 @@
+"""Every Redis key name of the service. Each carries its partition as a hash tag `{p}`.
+
+A batch commit touches one partition's keys only, so under Redis Cluster it is one slot
+and one atomic script. User ids are never part of a key name (they are hash fields and
+sorted-set members), so whatever characters they contain cannot break the tag.
+"""
+
+from __future__ import annotations
+
+
+class PartitionKeys:
+    """Key names of one partition of the events topic."""
+
+    __slots__ = ("partition", "tag")
+
+    def __init__(self, prefix: str, partition: int) -> None:
+        self.partition = partition
+        self.tag = f"{prefix}:{{{partition}}}"
+
+    @property
+    def meta(self) -> str:
+        """Hash: owner generation, applied offset, watermark, sweep clock."""
+        return f"{self.tag}:meta"
+
+    @property
+    def users(self) -> str:
+        """Hash: user id -> packed `UserRecord`."""
+        return f"{self.tag}:users"
+
+    @property
+    def counters(self) -> str:
+        """Hash: counter name -> integer or float total."""
+        return f"{self.tag}:ctr"
+
+    @property
+    def channels(self) -> str:
+        """Set: channels that have users in this partition."""
+        return f"{self.tag}:channels"
+
+    def active(self, channel: str) -> str:
+        """Sorted set: user id scored by last_active, one per channel."""
+        return f"{self.tag}:la:{channel}"
+
+    def first(self, channel: str) -> str:
+        """Sorted set: user id scored by first_seen, only while inside the new window."""
+        return f"{self.tag}:fs:{channel}"
+
+    def dedup(self, day: int) -> str:
+        """Set: 8-byte digests of the event ids whose ts falls on `day` (days since epoch)."""
+        return f"{self.tag}:dd:{day}"
+
+
+def all_partitions(prefix: str, partitions: int) -> list[PartitionKeys]:
+    return [PartitionKeys(prefix, p) for p in range(partitions)]

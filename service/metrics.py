@@ -1,0 +1,78 @@
+"""Prometheus metrics of the worker: counters of what happens, per process.
+
+Labels come from small fixed sets only (outcome, transition states, stage index, known
+event types); never user ids. Population gauges are read from Redis at scrape time by
+the API process (see `service.collectors`), so several workers never double count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from service.core import counters as ctr
+
+PREFIX = "lifecycle"
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kw = {"registry": registry} if registry is not None else {}
+        self.events = Counter(
+            f"{PREFIX}_events_total",
+            "Events seen by the worker, by outcome (applied, duplicate, rejected, misrouted, replayed).",
+            ["outcome"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.events_by_type = Counter(
+            f"{PREFIX}_events_applied_by_type_total",
+            "Applied events by event type (types outside the profile count as 'other').",
+            ["type"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.transitions = Counter(
+            f"{PREFIX}_transitions_total",
+            "Lifecycle transitions; from_state '-' is a user's first appearance.",
+            ["from_state", "to_state"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.batches = Counter(
+            f"{PREFIX}_batches_total",
+            "Committed batches.",
+            ["kind"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.batch_seconds = Histogram(
+            f"{PREFIX}_batch_duration_seconds",
+            "Wall time from a batch's arrival to its Redis commit.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            **kw,  # type: ignore[arg-type]
+        )
+        self.batch_events = Histogram(
+            f"{PREFIX}_batch_events",
+            "Events per committed batch.",
+            buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
+            **kw,  # type: ignore[arg-type]
+        )
+        self.redis_retries = Counter(
+            f"{PREFIX}_redis_retries_total",
+            "Batch commits retried after a Redis error.",
+            **kw,  # type: ignore[arg-type]
+        )
+        self.fenced = Counter(
+            f"{PREFIX}_fenced_total",
+            "Batches dropped because another worker owns the partition now.",
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def record_counts(self, counts: Mapping[str, int]) -> None:
+        """Mirror the committed counter deltas into the process's Prometheus counters."""
+        for name, delta in counts.items():
+            if delta <= 0:
+                continue
+            parts = ctr.split(name)
+            if parts[0] == "tr":
+                self.transitions.labels(parts[1], parts[2]).inc(delta)
+            elif parts[0] == "ev":
+                self.events_by_type.labels(parts[1]).inc(delta)

@@ -1,0 +1,264 @@
+"""The worker's batch step for one partition: decode, read, apply, dead-letter, commit.
+
+This is the imperative shell around `service.core.batch`: two Redis round trips per
+batch (load, commit) whatever its size, and no per-event awaits. Dead letters and
+misrouted events are acknowledged by the broker *before* the commit, so a crash can
+duplicate them (harmless: ids) but never lose them; the commit stores the applied
+offset, so a replay after a crash is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.core import counters as ctr
+from service.core.batch import apply_events, event_digest, sweep
+from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
+from service.core.partitioning import partition_for
+from service.core.profile import Profile
+from service.metrics import WorkerMetrics
+from service.settings import Settings
+from service.store import ConflictError, FencedError, RedisStore, day_of
+
+log = logging.getLogger(__name__)
+
+
+Message = tuple[int, bytes | None, bytes | None]
+"""A consumed Kafka message: (offset, key, value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message the worker must get acknowledged before it commits."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchStats:
+    applied: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    misrouted: int = 0
+    replayed: int = 0
+    fenced: bool = False
+
+
+class PartitionProcessor:
+    """Owns the batches and sweeps of the partitions assigned to this worker."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        sink: Sink,
+        settings: Settings,
+        profile: Profile,
+        metrics: WorkerMetrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.settings = settings
+        self.profile = profile
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self.owned: dict[int, str] = {}
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def release(self, partition: int) -> None:
+        """Forget ownership (partition revoked); the next batch claims it anew."""
+        self.owned.pop(partition, None)
+
+    async def process(self, partition: int, messages: Sequence[Message]) -> BatchStats:
+        """Apply `(offset, key, value)` messages of one partition, in offset order.
+
+        Retries on Redis errors until it succeeds (the stream pauses rather than losing
+        or skipping events); gives up only when fenced by a newer owner.
+        """
+        started = time.perf_counter()
+        delay = 0.1
+        while True:
+            try:
+                async with self._locks[partition]:
+                    stats = await self._process_once(partition, messages)
+                break
+            except FencedError as exc:
+                log.warning("partition %d: fenced, dropping batch: %s", partition, exc)
+                self.release(partition)
+                if self.metrics:
+                    self.metrics.fenced.inc()
+                return BatchStats(fenced=True)
+            except ConflictError as exc:
+                log.info("partition %d: %s; retrying", partition, exc)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("partition %d: Redis unavailable (%s); retrying in %.1fs", partition, exc, delay)
+                if self.metrics:
+                    self.metrics.redis_retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self.metrics:
+            m = self.metrics
+            m.batch_seconds.observe(time.perf_counter() - started)
+            m.batch_events.observe(stats.applied)
+            m.batches.labels("events").inc()
+            for outcome in ("applied", "duplicates", "rejected", "misrouted", "replayed"):
+                value = getattr(stats, outcome)
+                if value:
+                    m.events.labels(outcome).inc(value)
+        return stats
+
+    async def _process_once(self, partition: int, messages: Sequence[Message]) -> BatchStats:
+        settings = self.settings
+        gen = await self._owner_generation(partition)
+        max_ts = (
+            int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
+        )
+        decoded: list[tuple[int, bytes | None, list[Event], list[Rejected]]] = []
+        user_ids: set[str] = set()
+        digests: dict[int, list[bytes]] = defaultdict(list)
+        for offset, key, value in messages:
+            events, rejected = decode_message(value, max_ts=max_ts)
+            decoded.append((offset, key, events, rejected))
+            for ev in events:
+                user_ids.add(ev.user_id)
+                digests[day_of(ev.ts)].append(event_digest(ev.event_id))
+
+        snap = await self.store.load(partition, user_ids, digests)
+        if snap.meta.gen != gen:
+            raise FencedError(f"owner generation is {snap.meta.gen!r}, ours is {gen!r}")
+        applied_offset = snap.meta.applied_offset
+        stats = BatchStats()
+        fresh: list[Event] = []
+        new_digests: dict[int, list[bytes]] = defaultdict(list)
+        seen = snap.seen
+        outgoing: list[Outgoing] = []
+        misrouted: dict[int, list[Event]] = defaultdict(list)
+        last_offset = applied_offset
+        n_parts = settings.partitions
+        for offset, key, events, rejected in decoded:
+            if offset <= applied_offset:
+                stats.replayed += len(events) + len(rejected)
+                continue
+            last_offset = max(last_offset, offset)
+            for bad in rejected:
+                outgoing.append(self._dead_letter(partition, offset, key, bad))
+            stats.rejected += len(rejected)
+            for ev in events:
+                target = partition_for(ev.user_id, n_parts)
+                if target != partition:
+                    misrouted[target].append(ev)
+                    continue
+                digest = event_digest(ev.event_id)
+                if digest in seen:
+                    stats.duplicates += 1
+                    continue
+                seen.add(digest)
+                new_digests[day_of(ev.ts)].append(digest)
+                fresh.append(ev)
+        if last_offset == applied_offset:
+            return stats  # everything was already applied: a replay after a crash
+
+        for target, evs in misrouted.items():
+            stats.misrouted += len(evs)
+            outgoing.append(
+                Outgoing(
+                    settings.events_topic,
+                    orjson.dumps([e.to_json() for e in evs]),
+                    evs[0].user_id.encode(),
+                    target,
+                    [("x-rerouted-from", str(partition).encode())],
+                )
+            )
+        if outgoing:
+            await self.sink.send_and_wait(outgoing)
+
+        swept = snap.meta.swept_ms
+        if swept is None and fresh:
+            swept = min(e.ts for e in fresh)
+        result = apply_events(snap.records, fresh, swept if swept is not None else 0, self.profile)
+        stats.applied = result.counts.get(ctr.APPLIED, 0)
+        extra = {
+            ctr.DUPLICATES: stats.duplicates,
+            ctr.REJECTED: stats.rejected,
+            ctr.MISROUTED: stats.misrouted,
+        }
+        await self.store.commit_batch(
+            partition,
+            snap.meta,
+            result,
+            offset=last_offset,
+            new_digests=new_digests,
+            swept=swept,
+            extra_counts=extra,
+        )
+        if self.metrics:
+            self.metrics.record_counts(result.counts)
+        return stats
+
+    def _dead_letter(self, partition: int, offset: int, key: bytes | None, bad: Rejected) -> Outgoing:
+        headers = [
+            ("x-error-reason", bad.reason.encode()[:1000]),
+            ("x-source-topic", self.settings.events_topic.encode()),
+            ("x-source-partition", str(partition).encode()),
+            ("x-source-offset", str(offset).encode()),
+        ]
+        if bad.index is not None:
+            headers.append(("x-envelope-index", str(bad.index).encode()))
+        return Outgoing(self.settings.dlq_topic, bad.raw, key, None, headers)
+
+    def clock_ms(self, watermark: int | None) -> int | None:
+        """The partition's clock: wall time, or its watermark in event mode."""
+        if self.settings.clock == "wall":
+            return int(self.wall_clock() * 1000)
+        return watermark
+
+    async def _owner_generation(self, partition: int) -> str:
+        """Our generation for the partition, claiming it first (callers hold its lock)."""
+        gen = self.owned.get(partition)
+        if gen is None:
+            gen = self.owned[partition] = await self.store.claim(partition)
+        return gen
+
+    async def sweep(self, partition: int) -> int:
+        """Count the time-driven transitions of an assigned partition since its last sweep."""
+        async with self._locks[partition]:
+            gen = await self._owner_generation(partition)
+            th = self.profile.thresholds
+            meta_now = await self.store.load(partition, (), {})
+            meta = meta_now.meta
+            if meta.gen != gen:
+                self.release(partition)
+                return 0
+            swept = meta.swept_ms
+            now = self.clock_ms(meta.watermark)
+            if swept is None or now is None or now <= swept:
+                return 0
+            meta, candidates, channels = await self.store.sweep_candidates(partition, swept, now, th)
+            counts = sweep(candidates, swept, now, self.profile)
+            try:
+                await self.store.commit_sweep(partition, meta, counts, now, channels, th.new_window)
+            except FencedError:
+                self.release(partition)
+                return 0
+        if self.metrics:
+            self.metrics.record_counts(counts)
+            self.metrics.batches.labels("sweep").inc()
+        return sum(counts.values())

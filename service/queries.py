@@ -1,0 +1,149 @@
+"""The read side: what the API answers, computed from Redis at the current clock.
+
+Stage counts come from range counts on the per-partition `last_active` / `first_seen`
+indexes (never a walk over users), so they are exact at any clock. Two pipelined
+round trips per question, whatever the number of users.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from service.core import counters as ctr
+from service.core.funnel import conversion
+from service.core.lifecycle import STATES, state_at
+from service.core.partitioning import partition_for
+from service.core.profile import Profile
+from service.core.records import NO_CHANNEL, UserRecord
+from service.keys import PartitionKeys, all_partitions
+from service.store import AnyRedis, as_text
+
+
+class Queries:
+    def __init__(
+        self,
+        redis: AnyRedis,
+        prefix: str,
+        partitions: int,
+        profile: Profile,
+        clock: str,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.partitions = partitions
+        self.profile = profile
+        self.clock_mode = clock
+        self.wall_clock = wall_clock
+        self.parts: list[PartitionKeys] = all_partitions(prefix, partitions)
+
+    async def now_ms(self) -> int:
+        """Wall time, or in event mode the latest event time applied in any partition."""
+        if self.clock_mode == "wall":
+            return int(self.wall_clock() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.parts:
+            pipe.hget(k.meta, "wm")
+        marks = [int(as_text(v)) for v in await pipe.execute() if v]
+        return max(marks) if marks else 0
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        k = PartitionKeys(self.prefix, partition_for(user_id, self.partitions))
+        raw = await self.redis.hget(k.users, user_id)
+        if raw is None:
+            return None
+        rec = UserRecord.unpack(raw)
+        now = await self.now_ms()
+        stage = self.profile.funnel[rec.stage].name if rec.stage >= 0 else None
+        return {
+            "user_id": user_id,
+            "state": state_at(rec.first_seen, rec.last_active, now, self.profile.thresholds).value,
+            "as_of": now,
+            "funnel_stage": stage,
+            **rec.to_json(),
+        }
+
+    async def _channels(self, channel: str | None) -> list[list[str]]:
+        if channel is not None:
+            return [[channel] for _ in self.parts]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.parts:
+            pipe.smembers(k.channels)
+        return [sorted(as_text(c) for c in reply) for reply in await pipe.execute()]
+
+    async def lifecycle(self, channel: str | None = None, now: int | None = None) -> dict[str, Any]:
+        """Exact users per state at the clock: four range counts per partition and channel."""
+        now = await self.now_ms() if now is None else now
+        th = self.profile.thresholds
+        channels = await self._channels(_stored_channel(channel))
+        pipe = self.redis.pipeline(transaction=False)
+        for k, chans in zip(self.parts, channels, strict=True):
+            for ch in chans:
+                la = k.active(ch)
+                pipe.zcard(la)
+                pipe.zcount(la, "-inf", now - th.dead_after)
+                pipe.zcount(la, f"({now - th.dead_after}", now - th.churn_after)
+                pipe.zcount(la, f"({now - th.churn_after}", now - th.silent_after)
+                pipe.zcount(k.first(ch), f"({now - th.new_window}", "+inf")
+        replies = await pipe.execute()
+        total = dead = churned = silent = new = 0
+        for i in range(0, len(replies), 5):
+            total += replies[i]
+            dead += replies[i + 1]
+            churned += replies[i + 2]
+            silent += replies[i + 3]
+            new += replies[i + 4]
+        retained = total - dead - churned - silent - new
+        counts = dict(zip([s.value for s in STATES], [new, retained, silent, churned, dead], strict=True))
+        return {"as_of": now, "channel": channel, "total": total, "counts": counts}
+
+    async def counters(self) -> dict[str, float]:
+        """Every counter summed over partitions (integers; revenue as floats)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.parts:
+            pipe.hgetall(k.counters)
+        total: dict[str, float] = defaultdict(float)
+        for reply in await pipe.execute():
+            for name, value in reply.items():
+                text = as_text(value)
+                total[as_text(name)] += float(text) if "." in text or "e" in text else int(text)
+        return total
+
+    async def funnel(self, channel: str | None = None) -> dict[str, Any]:
+        totals = await self.counters()
+        wanted = _stored_channel(channel)
+        users = []
+        for i, _stage in enumerate(self.profile.funnel):
+            users.append(
+                sum(
+                    int(v)
+                    for name, v in totals.items()
+                    if name.startswith("stage|")
+                    and ctr.split(name)[2] == str(i)
+                    and (wanted is None or ctr.split(name)[1] == wanted)
+                )
+            )
+        conv = conversion(users)
+        first = users[0] if users else 0
+        stages = [
+            {
+                "name": stage.name,
+                "event": stage.event,
+                "nth": stage.nth,
+                "users": n,
+                "conversion_from_previous": c,
+                "conversion_from_first": (n / first) if first else None,
+            }
+            for stage, n, c in zip(self.profile.funnel, users, conv, strict=True)
+        ]
+        return {"channel": channel, "stages": stages}
+
+
+def _stored_channel(channel: str | None) -> str | None:
+    """The API's channel filter as stored: users without a channel are under `-`."""
+    if channel is None:
+        return None
+    return NO_CHANNEL if channel in ("", NO_CHANNEL, "none") else channel

@@ -1,0 +1,55 @@
+"""One typed settings object, read from `LIFECYCLE_*` environment variables at the edge."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.core.durations import parse_duration
+from service.core.profile import Profile, load_profile
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFECYCLE_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
+    clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
+    events_topic: str = "user-events"
+    dlq_topic: str = "user-events.dlq"
+    partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
+    app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")
+    key_prefix: str = Field("lc", description="prefix of every Redis key")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=0, le=65535)
+    worker_port: int = Field(6066, ge=0, le=65535, description="worker's /metrics and Faust web port")
+    batch_messages: int = Field(1000, ge=1, le=100_000, description="max Kafka messages per batch")
+    batch_wait: float = Field(0.05, gt=0, le=10, description="seconds to wait to fill a batch")
+    sweep_interval: float = Field(1.0, gt=0, le=3600, description="seconds between sweeps")
+    dedup_days: int = Field(7, ge=1, le=365, description="days an event id is remembered for")
+    max_future: str = Field("1d", description="how far past the wall clock an event ts may be")
+    log_level: str = "INFO"
+
+    @field_validator("max_future")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @cached_property
+    def loaded_profile(self) -> Profile:
+        return load_profile(self.profile)
+
+    @property
+    def max_future_ms(self) -> int:
+        return parse_duration(self.max_future)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]

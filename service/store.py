@@ -1,0 +1,256 @@
+"""The worker's Redis adapter: read a batch's state in one round trip, commit it in one.
+
+`load` fetches the partition meta, the batch's user records and which of its event
+ids were already seen, pipelined. `commit` turns a `BatchResult` into one fenced call of
+the commit script. The sweep of time-driven transitions uses the same commit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from service.core.batch import BatchResult
+from service.core.durations import DAY_MS
+from service.core.profile import Thresholds
+from service.core.records import UserRecord
+from service.keys import PartitionKeys
+from service.scripts import COMMIT, MAX_ARGS_PER_CALL
+
+AnyRedis = Redis | RedisCluster
+META_FIELDS = ("gen", "offset", "swept", "wm")
+
+
+class StoreError(RuntimeError):
+    """Base of the store's errors."""
+
+
+class FencedError(StoreError):
+    """Another worker claimed the partition (a newer owner generation): stop writing to it."""
+
+
+class ConflictError(StoreError):
+    """The partition changed between read and commit; re-read and retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """The partition's committed position, as read (raw strings kept for the fence check)."""
+
+    gen: str
+    offset: str
+    swept: str
+    wm: str
+
+    @property
+    def applied_offset(self) -> int:
+        return int(self.offset) if self.offset else -1
+
+    @property
+    def swept_ms(self) -> int | None:
+        return int(self.swept) if self.swept else None
+
+    @property
+    def watermark(self) -> int | None:
+        return int(self.wm) if self.wm else None
+
+    def checks(self) -> list[str]:
+        return ["gen", self.gen, "offset", self.offset, "swept", self.swept]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    meta: Meta
+    records: dict[str, UserRecord | None]
+    seen: set[bytes]
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class CommitBuilder:
+    """Collects writes as `(command, key, args)` and renders the script's KEYS/ARGV."""
+
+    def __init__(self, keys: PartitionKeys) -> None:
+        self._keys: list[str] = [keys.meta]
+        self._index: dict[str, int] = {keys.meta: 1}
+        self._ops: list[Any] = []
+
+    def add(self, command: str, key: str, args: list[Any]) -> None:
+        if not args:
+            return
+        idx = self._index.get(key)
+        if idx is None:
+            self._keys.append(key)
+            idx = self._index[key] = len(self._keys)
+        for start in range(0, len(args), MAX_ARGS_PER_CALL):
+            chunk = args[start : start + MAX_ARGS_PER_CALL]
+            self._ops.extend((command, idx, len(chunk)))
+            self._ops.extend(chunk)
+
+    def render(self, checks: list[str]) -> tuple[list[str], list[Any]]:
+        return self._keys, [len(checks) // 2, *checks, *self._ops]
+
+
+class RedisStore:
+    """Write side of one worker: claims partitions, loads and commits batches, sweeps."""
+
+    def __init__(self, redis: AnyRedis, prefix: str, dedup_days: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.dedup_ttl_s = (dedup_days + 1) * 86_400
+        self._commit = redis.register_script(COMMIT)
+
+    def keys(self, partition: int) -> PartitionKeys:
+        return PartitionKeys(self.prefix, partition)
+
+    async def claim(self, partition: int) -> str:
+        """Become the partition's owner: a new generation fences every previous owner."""
+        gen = await self.redis.hincrby(self.keys(partition).meta, "gen", 1)
+        return str(gen)
+
+    async def load(
+        self, partition: int, user_ids: Iterable[str], digests_by_day: Mapping[int, list[bytes]]
+    ) -> Snapshot:
+        k = self.keys(partition)
+        uids = list(user_ids)
+        days = list(digests_by_day.items())
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.meta, META_FIELDS)
+        if uids:
+            pipe.hmget(k.users, uids)
+        for day, digests in days:
+            pipe.smismember(k.dedup(day), digests)
+        replies = await pipe.execute()
+        meta = Meta(*(as_text(v) for v in replies[0]))
+        records: dict[str, UserRecord | None] = {}
+        if uids:
+            for uid, raw in zip(uids, replies[1], strict=True):
+                records[uid] = UserRecord.unpack(raw) if raw is not None else None
+        seen: set[bytes] = set()
+        for (_, digests), flags in zip(days, replies[1 + bool(uids) :], strict=True):
+            seen.update(d for d, hit in zip(digests, flags, strict=True) if hit)
+        return Snapshot(meta, records, seen)
+
+    async def commit_batch(
+        self,
+        partition: int,
+        meta: Meta,
+        result: BatchResult,
+        *,
+        offset: int,
+        new_digests: Mapping[int, list[bytes]],
+        swept: int | None,
+        extra_counts: Mapping[str, int] | None = None,
+    ) -> None:
+        k = self.keys(partition)
+        b = CommitBuilder(k)
+        users: list[Any] = []
+        for uid, rec in result.records.items():
+            users += (uid, rec.pack())
+        b.add("HSET", k.users, users)
+        for channel, members in result.index_removals.items():
+            b.add("ZREM", k.active(channel), list(members))
+            b.add("ZREM", k.first(channel), list(members))
+        for channel, scores in result.active_index.items():
+            b.add("ZADD", k.active(channel), _score_pairs(scores))
+        for channel, scores in result.first_index.items():
+            b.add("ZADD", k.first(channel), _score_pairs(scores))
+        b.add("SADD", k.channels, sorted(result.channels))
+        _add_counters(b, k, result.counts, extra_counts, result.sums)
+        for day, digests in new_digests.items():
+            b.add("SADD", k.dedup(day), digests)
+            b.add("EXPIRE", k.dedup(day), [self.dedup_ttl_s])
+        wm = max(result.watermark, meta.watermark or 0)
+        position: list[Any] = ["offset", offset, "wm", wm]
+        if swept is not None:
+            position += ("swept", swept)
+        b.add("HSET", k.meta, position)
+        await self._run(b, meta)
+
+    async def sweep_candidates(
+        self, partition: int, swept: int, now: int, th: Thresholds
+    ) -> tuple[Meta, dict[str, UserRecord], list[str]]:
+        """Users with a change point in `(swept, now]`: range queries, never a scan."""
+        k = self.keys(partition)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.meta, META_FIELDS)
+        pipe.smembers(k.channels)
+        meta_raw, channels_raw = await pipe.execute()
+        channels = sorted(as_text(c) for c in channels_raw)
+        pipe = self.redis.pipeline(transaction=False)
+        for ch in channels:
+            for after in (th.silent_after, th.churn_after, th.dead_after):
+                pipe.zrangebyscore(k.active(ch), f"({swept - after}", now - after)
+            pipe.zrangebyscore(k.first(ch), f"({swept - th.new_window}", now - th.new_window)
+        uids = sorted({as_text(u) for reply in await pipe.execute() for u in reply})
+        records: dict[str, UserRecord] = {}
+        if uids:
+            raws = await self.redis.hmget(k.users, uids)
+            records = {u: UserRecord.unpack(r) for u, r in zip(uids, raws, strict=True) if r is not None}
+        return Meta(*(as_text(v) for v in meta_raw)), records, channels
+
+    async def commit_sweep(
+        self,
+        partition: int,
+        meta: Meta,
+        counts: Mapping[str, int],
+        now: int,
+        channels: list[str],
+        new_window: int,
+    ) -> None:
+        k = self.keys(partition)
+        b = CommitBuilder(k)
+        _add_counters(b, k, counts, None, None)
+        for ch in channels:
+            b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - new_window])
+        b.add("HSET", k.meta, ["swept", now])
+        await self._run(b, meta)
+
+    async def _run(self, b: CommitBuilder, meta: Meta) -> None:
+        keys, argv = b.render(meta.checks())
+        reply = await self._commit(keys=keys, args=argv)
+        status = as_text(reply[0])
+        if status == "OK":
+            return
+        field, current = as_text(reply[1]), as_text(reply[2])
+        if field == "gen":
+            raise FencedError(f"partition owner generation is now {current!r}, ours was {meta.gen!r}")
+        raise ConflictError(
+            f"meta field {field!r} changed to {current!r} (expected {getattr(meta, field)!r})"
+        )
+
+
+def _score_pairs(scores: Mapping[str, int]) -> list[Any]:
+    out: list[Any] = []
+    for uid, score in scores.items():
+        out += (score, uid)
+    return out
+
+
+def _add_counters(
+    b: CommitBuilder,
+    k: PartitionKeys,
+    counts: Mapping[str, int],
+    extra: Mapping[str, int] | None,
+    sums: Mapping[str, float] | None,
+) -> None:
+    for source in (counts, extra or {}):
+        for name, delta in source.items():
+            if delta:
+                b.add("HINCRBY", k.counters, [name, delta])
+    for name, fdelta in (sums or {}).items():
+        if fdelta and math.isfinite(fdelta):
+            b.add("HINCRBYFLOAT", k.counters, [name, repr(fdelta)])
+
+
+def day_of(ts_ms: int) -> int:
+    return ts_ms // DAY_MS

@@ -1,0 +1,1 @@
+"""Faust topologies: wiring of agents to topics. The logic lives in `service`."""

@@ -1,0 +1,108 @@
+"""The worker's Faust app: one agent on the events topic, one sweep timer, /metrics.
+
+Only wiring lives here. Messages are taken in batches, grouped by partition and handed
+to `PartitionProcessor`, which is where reading, applying and committing happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+
+from service.metrics import WorkerMetrics
+from service.processor import Message, Outgoing, PartitionProcessor
+from service.settings import Settings
+from service.store import RedisStore
+
+log = logging.getLogger(__name__)
+
+
+class FaustSink:
+    """Sends dead letters and re-routed events through the app's producer, acks awaited."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+        producer = self.app.producer
+        futures = [
+            await producer.send(m.topic, m.key, m.value, m.partition, None, m.headers) for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+
+def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
+    """Build the worker app; `redis` may be given (tests), else it comes from the settings."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.worker_port,
+        web_host="127.0.0.1",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.batch_messages * 2),
+        logging_config=None,
+    )
+    profile = settings.loaded_profile
+    store = RedisStore(redis or Redis.from_url(settings.redis_url), settings.key_prefix, settings.dedup_days)
+    processor = PartitionProcessor(store, FaustSink(app), settings, profile, WorkerMetrics())
+    app.processor = processor  # type: ignore[attr-defined]
+    events = app.topic(settings.events_topic, partitions=settings.partitions)
+
+    @app.agent(events)
+    async def apply(stream: faust.StreamT[bytes]) -> None:
+        async for batch in cast(faust.Stream[bytes], stream).take_events(
+            settings.batch_messages, within=settings.batch_wait
+        ):
+            by_partition: dict[int, list[Message]] = defaultdict(list)
+            for event in batch:
+                msg = event.message
+                by_partition[msg.partition].append((msg.offset, msg.key, msg.value))
+            try:
+                for partition, messages in by_partition.items():
+                    await processor.process(partition, messages)
+            except BaseException:
+                # take_events acks the batch on the way out, even on error: die before it
+                # can, so nothing unapplied is ever committed (crash-only, like kill -9).
+                log.critical("unexpected error applying a batch; exiting", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+
+    @app.timer(interval=settings.sweep_interval)
+    async def sweep_owned() -> None:
+        for tp in list(app.consumer.assignment()):
+            if tp.topic != settings.events_topic:
+                continue
+            await processor.sweep(tp.partition)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == settings.events_topic:
+                processor.release(tp.partition)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp takes the charset separately from the media type.
+            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
+
+    return app
