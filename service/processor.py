@@ -131,17 +131,23 @@ class PartitionProcessor:
         max_ts = (
             int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
         )
-        decoded: list[tuple[int, bytes | None, list[Event], list[Rejected]]] = []
-        user_ids: set[str] = set()
+        n_parts = settings.partitions
+        decoded: list[tuple[int, bytes | None, list[tuple[Event, bytes]], list[Rejected]]] = []
+        owner: dict[str, int] = {}
         digests: dict[int, list[bytes]] = defaultdict(list)
         for offset, key, value in messages:
             events, rejected = decode_message(value, max_ts=max_ts)
-            decoded.append((offset, key, events, rejected))
+            items = []
             for ev in events:
-                user_ids.add(ev.user_id)
-                digests[day_of(ev.ts)].append(event_digest(ev.event_id))
+                digest = event_digest(ev.event_id)
+                items.append((ev, digest))
+                if ev.user_id not in owner:
+                    owner[ev.user_id] = partition_for(ev.user_id, n_parts)
+                digests[day_of(ev.ts)].append(digest)
+            decoded.append((offset, key, items, rejected))
 
-        snap = await self.store.load(partition, user_ids, digests)
+        mine = [uid for uid, p in owner.items() if p == partition]
+        snap = await self.store.load(partition, mine, digests)
         if snap.meta.gen != gen:
             raise FencedError(f"owner generation is {snap.meta.gen!r}, ours is {gen!r}")
         applied_offset = snap.meta.applied_offset
@@ -152,27 +158,24 @@ class PartitionProcessor:
         outgoing: list[Outgoing] = []
         misrouted: dict[int, list[Event]] = defaultdict(list)
         last_offset = applied_offset
-        n_parts = settings.partitions
-        for offset, key, events, rejected in decoded:
+        for offset, key, items, rejected in decoded:
             if offset <= applied_offset:
-                stats.replayed += len(events) + len(rejected)
+                stats.replayed += len(items) + len(rejected)
                 continue
             last_offset = max(last_offset, offset)
             for bad in rejected:
                 outgoing.append(self._dead_letter(partition, offset, key, bad))
             stats.rejected += len(rejected)
-            for ev in events:
-                target = partition_for(ev.user_id, n_parts)
+            for ev, digest in items:
+                target = owner[ev.user_id]
                 if target != partition:
                     misrouted[target].append(ev)
-                    continue
-                digest = event_digest(ev.event_id)
-                if digest in seen:
+                elif digest in seen:
                     stats.duplicates += 1
-                    continue
-                seen.add(digest)
-                new_digests[day_of(ev.ts)].append(digest)
-                fresh.append(ev)
+                else:
+                    seen.add(digest)
+                    new_digests[day_of(ev.ts)].append(digest)
+                    fresh.append(ev)
         if last_offset == applied_offset:
             return stats  # everything was already applied: a replay after a crash
 
@@ -225,7 +228,11 @@ class PartitionProcessor:
         return Outgoing(self.settings.dlq_topic, bad.raw, key, None, headers)
 
     def clock_ms(self, watermark: int | None) -> int | None:
-        """The partition's clock: wall time, or its watermark in event mode."""
+        """The partition's clock: wall time, or in event mode its own latest event time.
+
+        A per-partition event clock (Kafka Streams' "stream time") keeps a replay
+        deterministic however unevenly partitions progress; the API reads the maximum.
+        """
         if self.settings.clock == "wall":
             return int(self.wall_clock() * 1000)
         return watermark

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     batch_messages: int = Field(1000, ge=1, le=100_000, description="max Kafka messages per batch")
     batch_wait: float = Field(0.05, gt=0, le=10, description="seconds to wait to fill a batch")
     sweep_interval: float = Field(1.0, gt=0, le=3600, description="seconds between sweeps")
+    session_timeout: float = Field(
+        10.0, ge=3, le=300, description="seconds before a silent worker loses its partitions"
+    )
     dedup_days: int = Field(7, ge=1, le=365, description="days an event id is remembered for")
     max_future: str = Field("1d", description="how far past the wall clock an event ts may be")
     log_level: str = "INFO"

@@ -59,6 +59,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_messages * 2),
+        broker_session_timeout=settings.session_timeout,
+        broker_rebalance_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
         logging_config=None,
     )
     profile = settings.loaded_profile
