@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
@@ -41,6 +42,13 @@ class FaustSink:
         await asyncio.gather(*futures)
 
 
+def _free_port() -> int:
+    """Faust needs a concrete port; `LIFECYCLE_WORKER_PORT=0` means any free one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
     """Build the worker app; `redis` may be given (tests), else it comes from the settings."""
     app = faust.App(
@@ -48,7 +56,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
         key_serializer="raw",
         value_serializer="raw",
-        web_port=settings.worker_port,
+        web_port=settings.worker_port or _free_port(),
         web_host="127.0.0.1",
         topic_partitions=settings.partitions,
         topic_allow_declare=False,

@@ -8,11 +8,13 @@ can compare the service's numbers with it exactly.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.events import validate_event
 from service.core.lifecycle import state_at
+from service.core.partitioning import partition_for
 from service.core.profile import Profile
 
 
@@ -77,3 +79,74 @@ def funnel_users(users: dict[str, RefUser], profile: Profile, channel: str | Non
             for k in range(stage_of(user, profile) + 1):
                 out[k] += 1
     return out
+
+
+def transitions(
+    events: list[dict[str, Any]], profile: Profile, until: int | Callable[[str], int]
+) -> Counter[str]:
+    """Every stage change of every user from their first event to `until`, as `tr|from|to`.
+
+    `until` may be a function of the user id: in event-clock mode each partition's
+    clock is its own latest event time.
+
+    Walks each user's distinct valid events in time order; between two moments the
+    stage can only change where an idle or new-window threshold is crossed, so the
+    stage is evaluated at exactly those instants.
+    """
+    th = profile.thresholds
+    seen: set[str] = set()
+    per_user: dict[str, list[Any]] = {}
+    for raw in events:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        per_user.setdefault(ev.user_id, []).append(ev)
+    out: Counter[str] = Counter()
+
+    def walk(first: int, last: int, start: int, end: int) -> None:
+        points = sorted(
+            p
+            for p in (
+                first + th.new_window,
+                last + th.silent_after,
+                last + th.churn_after,
+                last + th.dead_after,
+            )
+            if start < p <= end
+        )
+        state = state_at(first, last, start, th)
+        for p in points:
+            nxt = state_at(first, last, p, th)
+            if nxt != state:
+                out[f"tr|{state.value}|{nxt.value}"] += 1
+                state = nxt
+
+    for uid, evs in per_user.items():
+        evs.sort(key=lambda e: e.ts)
+        active = [e for e in evs if profile.is_activity(e.type)]
+        if not active:
+            continue
+        first = last = clock = active[0].ts
+        out[f"tr|-|{state_at(first, last, first, th).value}"] += 1
+        for ev in active[1:]:
+            walk(first, last, clock, ev.ts)
+            before = state_at(first, last, ev.ts, th)
+            last = max(last, ev.ts)
+            after = state_at(first, last, ev.ts, th)
+            if after != before:
+                out[f"tr|{before.value}|{after.value}"] += 1
+            clock = ev.ts
+        walk(first, last, clock, until(uid) if callable(until) else until)
+    return out
+
+
+def partition_clocks(events: list[dict[str, Any]], partitions: int) -> Callable[[str], int]:
+    """The event clock of each user's partition: the latest event time in it."""
+    marks: dict[int, int] = {}
+    for raw in events:
+        ev = validate_event(raw)
+        if not isinstance(ev, str):
+            p = partition_for(ev.user_id, partitions)
+            marks[p] = max(marks.get(p, ev.ts), ev.ts)
+    return lambda uid: marks[partition_for(uid, partitions)]
