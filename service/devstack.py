@@ -66,8 +66,8 @@ def run_dev(args: argparse.Namespace) -> None:
         print("starting redis-server and the embedded broker (Tansu) ...", flush=True)
         redis = stack.enter_context(RedisServer(workdir / "redis"))
         broker = stack.enter_context(TansuBroker(workdir / "tansu"))
-        api_port = base.api_port if _port_free(base.api_port) else free_port()
-        worker_port = base.worker_port if _port_free(base.worker_port) else free_port()
+        api_port = base.api_port if base.api_port and _port_free(base.api_port) else free_port()
+        worker_port = base.worker_port if base.worker_port and _port_free(base.worker_port) else free_port()
         env = {
             **os.environ,
             "LIFECYCLE_KAFKA_BOOTSTRAP": broker.bootstrap,
