@@ -30,9 +30,11 @@ test-unit: setup
 
 test-integration: setup kafka-jars
 	$(BIN)/pytest -q tests/integration tests/e2e
+	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
 test: setup kafka-jars lint  ## everything CI runs: lint, types, unit, integration and e2e on Tansu and Apache Kafka
 	$(BIN)/pytest -q tests
+	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
 bench: setup kafka-jars  ## worker throughput on the synthetic stream (Apache Kafka + redis-server)
 	$(BIN)/python -m bench.throughput
