@@ -19,6 +19,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.metrics import WorkerMetrics
 from service.processor import Message, Outgoing, PartitionProcessor
@@ -102,7 +103,11 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
         for tp in list(app.consumer.assignment()):
             if tp.topic != settings.events_topic:
                 continue
-            await processor.sweep(tp.partition)
+            try:
+                await processor.sweep(tp.partition)
+            except (RedisError, OSError) as exc:  # Redis away: the next tick tries again
+                log.warning("sweep of partition %d skipped: %s", tp.partition, exc)
+                return
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
