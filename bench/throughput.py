@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from service.embedded import KafkaBroker, RedisServer, TansuBroker
-from service.generator import generate
-from service.publisher import EventPublisher
-from service.topics import create_topics
 
 from service.core.profile import load_profile
+from service.embedded import KafkaBroker, RedisServer, TansuBroker
+from service.generator import generate
 from service.keys import all_partitions
+from service.publisher import EventPublisher
+from service.topics import create_topics
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
