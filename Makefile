@@ -36,8 +36,8 @@ test: setup kafka-jars lint  ## everything CI runs: lint, types, unit, integrati
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
-bench: setup kafka-jars  ## worker throughput on the synthetic stream (Apache Kafka + redis-server)
-	$(BIN)/python -m bench.throughput
+bench: setup kafka-jars  ## ingestion rates (worker, bridge, collector) against the raw-consumer limit, on Apache Kafka
+	$(BIN)/python -m bench.ingest --json bench/results.json
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

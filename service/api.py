@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaClient
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from service.collector import Collector, CollectorError
 from service.core.events import MAX_ID_LEN
 from service.queries import Queries
 from service.settings import Settings
@@ -70,6 +72,36 @@ class User(BaseModel):
     event_counts: dict[str, int]
 
 
+class RejectedEvent(BaseModel):
+    index: int
+    reason: str
+
+
+class CollectResponse(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id", "user_id", "type", "ts"],
+    "additionalProperties": False,
+    "properties": {
+        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
+        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
+        "amount": {"type": "number"},
+        "properties": {"type": "object"},
+    },
+}
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
@@ -104,10 +136,12 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
     client = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(settings.bootstrap_servers)
+    collector = Collector(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await collector.close()
         await client.aclose()
 
     app = FastAPI(
@@ -117,6 +151,7 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.queries = queries
+    app.state.collector = collector
 
     @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
     async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
@@ -135,6 +170,44 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
     async def get_funnel(channel: ChannelParam = None) -> dict[str, Any]:
         """Users who reached each core-path stage (monotone), with stage-to-stage conversion."""
         return await queries.funnel(channel)
+
+    @app.post(
+        "/v1/events",
+        response_model=CollectResponse,
+        responses={
+            400: {"model": Problem, "description": "not JSON, or every event rejected"},
+            413: {"model": Problem, "description": "too many events or too large a body"},
+            415: {"model": Problem, "description": "unsupported Content-Encoding"},
+            503: {"model": Problem, "description": "broker unreachable; retry after `Retry-After` s"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+                    }
+                },
+            }
+        },
+    )
+    async def post_events(request: Request, response: Response) -> Any:
+        """Collect events; a 2xx means the accepted ones are durable in Kafka (`acks=all`).
+
+        Accepts one event or an array (gzip with `Content-Encoding: gzip`). Rejected events
+        are listed by index with the reason; the others are accepted regardless.
+        """
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        try:
+            result = await collector.collect(await request.body(), request.headers.get("content-encoding"))
+        except CollectorError as exc:
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+        if result.rejected and not result.accepted:
+            response.status_code = 400
+        return {"accepted": result.accepted, "rejected": result.rejected}
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, Any]:

@@ -155,6 +155,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bridge(args: argparse.Namespace) -> None:
+    from service.bridge import run_bridge
+
+    settings = _settings()
+    ensure_topics(settings)
+    run_bridge(settings, args.source, args.group)
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from service.devstack import run_dev
 
@@ -169,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_worker
     )
     sub.add_parser("api", help="run the HTTP API").set_defaults(func=cmd_api)
+
+    bridge = sub.add_parser("bridge", help="re-publish a one-event-per-message topic as envelopes")
+    bridge.add_argument("--from", dest="source", required=True, help="the source topic")
+    bridge.add_argument("--group", help="consumer group (default: <LIFECYCLE_APP_ID>-bridge)")
+    bridge.set_defaults(func=cmd_bridge)
 
     dev = sub.add_parser("dev", help="embedded stack: broker, redis, worker, API and demo generator")
     dev.add_argument("--users", type=int, default=3000, help="users in the backfilled history")

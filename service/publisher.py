@@ -7,15 +7,14 @@ event's user id, and the partition is set explicitly.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from service.core.partitioning import partition_for
+from service.core.envelopes import envelopes
 
 
 class PublishError(RuntimeError):
@@ -46,36 +45,34 @@ class EventPublisher:
             **producer_config,
         }
         self._producer = KafkaProducer(**config)
-        self._pending: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._futures: list[Any] = []
         self.events_sent = 0
         self.messages_sent = 0
 
     def publish(self, events: Iterable[dict[str, Any]]) -> int:
-        """Queue `events` for sending; returns how many. `flush()` waits for the acks."""
+        """Send `events` (partly filled envelopes included); returns how many. `flush()` awaits the acks."""
         count = 0
-        for event in events:
-            count += 1
-            user_id = str(event.get("user_id", ""))
-            if self.single:
-                self._send(orjson.dumps(event), user_id.encode(), None)
-                self.events_sent += 1
-                continue
-            p = partition_for(user_id, self.partitions)
-            bucket = self._pending[p]
-            bucket.append(event)
-            if len(bucket) >= self.envelope_size:
-                self._send_envelope(p)
+        if self.single:
+            for event in events:
+                self._send(orjson.dumps(event), str(event.get("user_id", "")).encode(), None)
+                count += 1
+            self.events_sent += count
+            return count
+
+        def items() -> Iterator[tuple[str, bytes]]:
+            nonlocal count
+            for event in events:
+                count += 1
+                yield str(event.get("user_id", "")), orjson.dumps(event)
+
+        for partition, key, value in envelopes(items(), self.partitions, self.envelope_size):
+            self._send(value, key, partition)
+        self.events_sent += count
         return count
 
     def publish_raw(self, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
         """Send bytes as they are (tests of bad input)."""
         self._send(value, key, partition)
-
-    def _send_envelope(self, partition: int) -> None:
-        bucket = self._pending.pop(partition)
-        self._send(orjson.dumps(bucket), str(bucket[0].get("user_id", "")).encode(), partition)
-        self.events_sent += len(bucket)
 
     def _send(self, value: bytes, key: bytes | None, partition: int | None) -> None:
         self._futures.append(self._producer.send(self.topic, value=value, key=key, partition=partition))
@@ -94,10 +91,7 @@ class EventPublisher:
                 ) from exc
 
     def flush(self) -> None:
-        """Send the partly filled envelopes and wait until every message is acknowledged."""
-        for p in list(self._pending):
-            if self._pending[p]:
-                self._send_envelope(p)
+        """Wait until every message sent is acknowledged."""
         self._producer.flush()
         self._collect()
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     )
     dedup_days: int = Field(7, ge=1, le=365, description="days an event id is remembered for")
     max_future: str = Field("1d", description="how far past the wall clock an event ts may be")
+    collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
+    collector_max_bytes: int = Field(5 << 20, ge=1024, description="bytes per request body (decompressed)")
+    collector_timeout: float = Field(10.0, gt=0, description="seconds to wait for the broker's ack")
     log_level: str = "INFO"
 
     @field_validator("max_future")

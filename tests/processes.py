@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,11 @@ from service.keys import PartitionKeys
 
 
 class ServiceProcess:
-    def __init__(self, command: str, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, command: str, env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()
+    ) -> None:
         self.command = command
+        self.args = list(args)
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -33,7 +36,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", self.command],
+            [sys.executable, "-m", "service.cli", self.command, *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,141 @@
+"""The HTTP collector: events over HTTP into the events topic, durable before the answer.
+
+`POST /v1/events` takes one canonical event or a JSON array of them, validates each
+with the worker's own rules, writes the valid ones as envelopes (grouped by partition)
+and answers only after the broker acknowledged them with `acks=all`. Rejected events
+are listed by index with their reason; they never hold back their neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from service.core.envelopes import envelopes
+from service.core.events import validate_event
+from service.settings import Settings
+
+
+class CollectorError(Exception):
+    """A request the collector refuses as a whole, with the HTTP status to answer."""
+
+    def __init__(self, status: int, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    accepted: int
+    rejected: list[dict[str, Any]]
+    messages: int
+
+
+def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """The request body, gunzipped if needed, never more than `max_bytes` (zip bombs included)."""
+    if len(body) > max_bytes:
+        raise CollectorError(413, f"request body is over {max_bytes} bytes")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise CollectorError(415, f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise CollectorError(400, f"body is not valid gzip: {exc}") from exc
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise CollectorError(413, f"decompressed body is over {max_bytes} bytes")
+    return out
+
+
+def validate_batch(
+    body: bytes, max_events: int, max_ts: int
+) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
+    """Valid events as `(user_id, JSON bytes)` and the rejected ones as `{index, reason}`."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise CollectorError(400, f"body is not JSON: {exc}") from exc
+    if isinstance(doc, dict):
+        docs = [doc]
+    elif isinstance(doc, list):
+        docs = doc
+    else:
+        raise CollectorError(400, "body must be an event object or an array of events")
+    if not docs:
+        raise CollectorError(400, "no events in the body")
+    if len(docs) > max_events:
+        raise CollectorError(413, f"{len(docs)} events in one request; at most {max_events}")
+    accepted: list[tuple[str, bytes]] = []
+    rejected: list[dict[str, Any]] = []
+    for i, item in enumerate(docs):
+        checked = validate_event(item, max_ts=max_ts) if isinstance(item, dict) else "not a JSON object"
+        if isinstance(checked, str):
+            rejected.append({"index": i, "reason": checked})
+        else:
+            accepted.append((checked.user_id, orjson.dumps(item)))
+    return accepted, rejected
+
+
+class Collector:
+    """Owns the API process's Kafka producer, started on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    acks="all",
+                    linger_ms=2,
+                    max_batch_size=1 << 20,
+                    max_request_size=8 << 20,
+                    request_timeout_ms=int(self.settings.collector_timeout * 1000),
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self.settings.collector_timeout)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    await producer.stop()
+                    raise CollectorError(503, f"Kafka is unreachable: {exc!r}", retry_after=5) from exc
+                self._producer = producer
+            return self._producer
+
+    async def collect(self, body: bytes, content_encoding: str | None) -> Collected:
+        s = self.settings
+        raw = decode_body(body, content_encoding, s.collector_max_bytes)
+        max_ts = int(time.time() * 1000) + s.max_future_ms
+        accepted, rejected = validate_batch(raw, s.collector_max_events, max_ts)
+        messages = list(envelopes(accepted, s.partitions, max_events=s.collector_max_events))
+        if messages:
+            producer = await self._ready_producer()
+            try:
+                futures = [
+                    await producer.send(s.events_topic, value=value, key=key, partition=p)
+                    for p, key, value in messages
+                ]
+                await asyncio.wait_for(asyncio.gather(*futures), s.collector_timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                raise CollectorError(
+                    503, f"the broker did not acknowledge the events: {exc!r}", retry_after=5
+                ) from exc
+        return Collected(len(accepted), rejected, len(messages))
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
