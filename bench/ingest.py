@@ -156,7 +156,7 @@ def measure_worker(
 
 def measure_bridge(settings: Settings, source: str, total: int) -> float:
     async def run() -> float:
-        bridge = Bridge(settings, source, group_id="bench-bridge")
+        bridge = Bridge(settings, source, group_id=f"bench-bridge-{settings.app_id}")
         task = asyncio.create_task(bridge.run())
         while bridge.stats.events == 0:
             await asyncio.sleep(0.005)

@@ -16,12 +16,14 @@ import asyncio
 import logging
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from service.core.envelopes import envelopes
+from service.core.envelopes import join_envelope
 from service.core.partitioning import partition_for
 from service.settings import Settings
 
@@ -51,6 +53,7 @@ class Bridge:
         self.envelope_events = envelope_events
         self.stats = BridgeStats()
         self._stop = asyncio.Event()
+        self._partitions: dict[str, int] = {}  # user id -> partition, kept across batches
 
     def stop(self) -> None:
         self._stop.set()
@@ -77,45 +80,74 @@ class Bridge:
         )
         await producer.start()
         await consumer.start()
+        # Acknowledgements are awaited while the next batch is read and grouped; offsets
+        # are committed strictly in order, each only after its batch was acknowledged.
+        inflight: deque[tuple[asyncio.Future[Any], dict[TopicPartition, int]]] = deque()
         try:
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batch:
-                    await self._forward(producer, batch)
-                    await consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+                    acks = asyncio.gather(*await self._forward(producer, batch))
+                    inflight.append((acks, {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}))
+                while inflight and (inflight[0][0].done() or len(inflight) > 4 or not batch):
+                    acks, offsets = inflight.popleft()
+                    await acks
+                    await consumer.commit(offsets)
+            while inflight:
+                acks, offsets = inflight.popleft()
+                await acks
+                await consumer.commit(offsets)
         finally:
             await consumer.stop()
             await producer.stop()
         return self.stats
 
-    async def _forward(self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+    async def _forward(
+        self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> list[asyncio.Future[Any]]:
+        """Send the batch as envelopes (and anything unparseable as it is); return the acks."""
         s = self.settings
-        items: list[tuple[str, bytes]] = []
+        n_parts = s.partitions
+        cache = self._partitions
+        if len(cache) > 1_000_000:
+            cache.clear()
+        buckets: dict[int, list[bytes]] = {}
+        keys: dict[int, bytes] = {}
         futures = []
+        loads = orjson.loads
         for msgs in batch.values():
             for m in msgs:
                 value = m.value
-                user_id = None
-                if value and value[:1] == b"{":
+                if value is not None and value.startswith(b"{"):
                     try:
-                        doc = orjson.loads(value)
+                        doc = loads(value)
                     except orjson.JSONDecodeError:
                         doc = None
-                    if isinstance(doc, dict):
+                    if doc.__class__ is dict:
                         uid = doc.get("user_id")
-                        user_id = uid if isinstance(uid, str) and uid else None
-                if user_id is not None:
-                    items.append((user_id, value))
-                    continue
+                        if uid.__class__ is str and uid:
+                            p = cache.get(uid)
+                            if p is None:
+                                p = cache[uid] = partition_for(uid, n_parts)
+                            bucket = buckets.get(p)
+                            if bucket is None:
+                                bucket = buckets[p] = []
+                                keys[p] = uid.encode()
+                            bucket.append(value)
+                            continue
+                # not an event object with a user: the worker dead-letters it with the reason
                 key = m.key or b""
-                target = partition_for(key.decode(errors="replace"), s.partitions) if key else 0
+                target = partition_for(key.decode(errors="replace"), n_parts) if key else 0
                 futures.append(await producer.send(s.events_topic, value=value, key=m.key, partition=target))
                 self.stats.passed_through += 1
-        for p, key, value in envelopes(items, s.partitions, self.envelope_events):
-            futures.append(await producer.send(s.events_topic, value=value, key=key, partition=p))
-            self.stats.envelopes += 1
-        self.stats.events += len(items)
-        await asyncio.gather(*futures)
+        size = self.envelope_events
+        for p, values in buckets.items():
+            for start in range(0, len(values), size):
+                envelope = join_envelope(values[start : start + size])
+                futures.append(await producer.send(s.events_topic, value=envelope, key=keys[p], partition=p))
+                self.stats.envelopes += 1
+            self.stats.events += len(values)
+        return futures
 
 
 def run_bridge(settings: Settings, source: str, group_id: str | None) -> None:
