@@ -132,10 +132,10 @@ def parse_ts(value: Any) -> int | str:
     """Epoch milliseconds from an RFC 3339 string or an epoch-milliseconds number, else a reason."""
     if isinstance(value, bool):
         return "ts must be an RFC 3339 string or epoch milliseconds"
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) else "ts must be finite"
+    if isinstance(value, int | float):
+        if not -1e16 < value < 1e16:  # also NaN and infinities; keeps the reason short
+            return "ts is not a plausible epoch-milliseconds value"
+        return int(value)
     if isinstance(value, str):
         if len(value) > 40:
             return "ts is too long for an RFC 3339 timestamp"
