@@ -163,6 +163,63 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     run_bridge(settings, args.source, args.group)
 
 
+def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from service.core.durations import format_duration
+    from service.core.gaps import BOUNDS_MS, CurvePoint, TooFewReturns, suggest
+    from service.plot import line_chart_png, terminal_bars
+    from service.queries import Queries
+
+    settings = _settings()
+    profile = settings.loaded_profile
+
+    async def curve() -> dict[str, Any]:
+        client = Redis.from_url(settings.redis_url)
+        try:
+            queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
+            return await queries.return_curve(args.channel)
+        finally:
+            await client.aclose()
+
+    body = asyncio.run(curve())
+    points = [
+        CurvePoint(p["idle_ms"], p["returns_after"], p["still_idle"], p["return_probability"])
+        for p in body["points"]
+    ]
+    labels = [p["idle"] for p in body["points"]]
+    print(f"return curve ({'channel ' + args.channel if args.channel else 'all channels'}):")
+    notes = [f"{p.returns_after} returns after, {p.still_idle} still idle" for p in points]
+    print(terminal_bars(labels, [p.probability for p in points], notes))
+    levels = (args.silent, args.churned, args.dead)
+    try:
+        found = suggest(points, levels, args.min_returns)
+    except TooFewReturns as exc:
+        sys.exit(f"lifecycle thresholds suggest: {exc}")
+    if args.plot:
+        marks = [
+            BOUNDS_MS.index(v)
+            for v in (found.silent_after, found.churn_after, found.dead_after)
+            if v in BOUNDS_MS
+        ]
+        with open(args.plot, "wb") as out:
+            out.write(line_chart_png([p.probability for p in points], marks))
+        print(f"\nplot written to {args.plot}")
+    new_window = min(profile.thresholds.new_window, found.silent_after)
+    print(
+        f"""
+# suggested from {found.returns} returns ({args.channel or "all channels"}): silent where a user
+# idle that long returns with probability < {args.silent:g}, churned < {args.churned:g}, dead < {args.dead:g}
+lifecycle:
+  new_window: {format_duration(new_window)}
+  silent_after: {format_duration(found.silent_after)}
+  churn_after: {format_duration(found.churn_after)}
+  dead_after: {format_duration(found.dead_after)}"""
+    )
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from service.devstack import run_dev
 
@@ -182,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--from", dest="source", required=True, help="the source topic")
     bridge.add_argument("--group", help="consumer group (default: <LIFECYCLE_APP_ID>-bridge)")
     bridge.set_defaults(func=cmd_bridge)
+
+    thresholds = sub.add_parser("thresholds", help="what the data says about lifecycle thresholds")
+    tsub = thresholds.add_subparsers(dest="action", required=True)
+    suggest_cmd = tsub.add_parser("suggest", help="suggest silent/churned/dead thresholds from return gaps")
+    suggest_cmd.add_argument("--channel", help="only users of this channel")
+    suggest_cmd.add_argument("--plot", help="also draw the curve into this PNG file")
+    suggest_cmd.add_argument("--silent", type=float, default=0.5, help="silent below this return probability")
+    suggest_cmd.add_argument("--churned", type=float, default=0.2, help="churned below this")
+    suggest_cmd.add_argument("--dead", type=float, default=0.05, help="dead below this")
+    suggest_cmd.add_argument("--min-returns", type=int, default=100, help="refuse with fewer returns")
+    suggest_cmd.set_defaults(func=cmd_thresholds_suggest)
 
     dev = sub.add_parser("dev", help="embedded stack: broker, redis, worker, API and demo generator")
     dev.add_argument("--users", type=int, default=3000, help="users in the backfilled history")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.core import counters as ctr
+from service.core.gaps import BOUNDS_MS
 
 PREFIX = "lifecycle"
 
@@ -60,11 +61,22 @@ class WorkerMetrics:
             "Batch commits retried after a Redis error.",
             **kw,  # type: ignore[arg-type]
         )
+        self.return_gap = Histogram(
+            f"{PREFIX}_return_gap_seconds",
+            "Time a returning user had been idle (activity at least an hour after the previous one).",
+            ["channel"],
+            buckets=[b / 1000 for b in BOUNDS_MS],
+            **kw,  # type: ignore[arg-type]
+        )
         self.fenced = Counter(
             f"{PREFIX}_fenced_total",
             "Batches dropped because another worker owns the partition now.",
             **kw,  # type: ignore[arg-type]
         )
+
+    def record_gaps(self, gaps: list[tuple[str, int]]) -> None:
+        for channel, gap_ms in gaps:
+            self.return_gap.labels(channel).observe(gap_ms / 1000)
 
     def record_counts(self, counts: Mapping[str, int]) -> None:
         """Mirror the committed counter deltas into the process's Prometheus counters."""

@@ -196,7 +196,13 @@ class PartitionProcessor:
         swept = snap.meta.swept_ms
         if swept is None and fresh:
             swept = min(e.ts for e in fresh)
-        result = apply_events(snap.records, fresh, swept if swept is not None else 0, self.profile)
+        result = apply_events(
+            snap.records,
+            fresh,
+            swept if swept is not None else 0,
+            self.profile,
+            settings.first_index_window_ms,
+        )
         stats.applied = result.counts.get(ctr.APPLIED, 0)
         extra = {
             ctr.DUPLICATES: stats.duplicates,
@@ -214,6 +220,7 @@ class PartitionProcessor:
         )
         if self.metrics:
             self.metrics.record_counts(result.counts)
+            self.metrics.record_gaps(result.gaps)
         return stats
 
     def _dead_letter(self, partition: int, offset: int, key: bytes | None, bad: Rejected) -> Outgoing:
@@ -261,7 +268,9 @@ class PartitionProcessor:
             meta, candidates, channels = await self.store.sweep_candidates(partition, swept, now, th)
             counts = sweep(candidates, swept, now, self.profile)
             try:
-                await self.store.commit_sweep(partition, meta, counts, now, channels, th.new_window)
+                await self.store.commit_sweep(
+                    partition, meta, counts, now, channels, self.settings.first_index_window_ms
+                )
             except FencedError:
                 self.release(partition)
                 return 0

@@ -14,9 +14,10 @@ from typing import Any
 
 from service.core import counters as ctr
 from service.core.funnel import conversion
+from service.core.gaps import BOUNDS_MS, return_curve
 from service.core.lifecycle import STATES, state_at
 from service.core.partitioning import partition_for
-from service.core.profile import Profile
+from service.core.profile import Profile, Thresholds
 from service.core.records import NO_CHANNEL, UserRecord
 from service.keys import PartitionKeys, all_partitions
 from service.store import AnyRedis, as_text
@@ -74,10 +75,17 @@ class Queries:
             pipe.smembers(k.channels)
         return [sorted(as_text(c) for c in reply) for reply in await pipe.execute()]
 
-    async def lifecycle(self, channel: str | None = None, now: int | None = None) -> dict[str, Any]:
-        """Exact users per state at the clock: four range counts per partition and channel."""
+    async def lifecycle(
+        self, channel: str | None = None, now: int | None = None, thresholds: Thresholds | None = None
+    ) -> dict[str, Any]:
+        """Exact users per state at the clock: four range counts per partition and channel.
+
+        `thresholds` other than the profile's answer "what if": the indexes hold times,
+        not stages, so any thresholds can be counted (the new window up to how long the
+        `first_seen` index keeps users).
+        """
         now = await self.now_ms() if now is None else now
-        th = self.profile.thresholds
+        th = thresholds or self.profile.thresholds
         channels = await self._channels(_stored_channel(channel))
         pipe = self.redis.pipeline(transaction=False)
         for k, chans in zip(self.parts, channels, strict=True):
@@ -99,6 +107,30 @@ class Queries:
         retained = total - dead - churned - silent - new
         counts = dict(zip([s.value for s in STATES], [new, retained, silent, churned, dead], strict=True))
         return {"as_of": now, "channel": channel, "total": total, "counts": counts}
+
+    async def return_curve(self, channel: str | None = None) -> dict[str, Any]:
+        """Returns per gap bucket (counters) and users idle at least each boundary (range counts)."""
+        now = await self.now_ms()
+        wanted = _stored_channel(channel)
+        totals = await self.counters()
+        buckets = [0] * len(BOUNDS_MS)
+        for name, value in totals.items():
+            if name.startswith("gap|"):
+                _, ch, i = ctr.split(name)
+                if wanted is None or ch == wanted:
+                    buckets[int(i)] += int(value)
+        channels = await self._channels(wanted)
+        pipe = self.redis.pipeline(transaction=False)
+        for k, chans in zip(self.parts, channels, strict=True):
+            for ch in chans:
+                for bound in BOUNDS_MS:
+                    pipe.zcount(k.active(ch), "-inf", now - bound)
+        replies = await pipe.execute()
+        idle = [0] * len(BOUNDS_MS)
+        for j, n in enumerate(replies):
+            idle[j % len(BOUNDS_MS)] += n
+        curve = return_curve(buckets, idle)
+        return {"as_of": now, "channel": channel, "points": [p.to_json() for p in curve]}
 
     async def counters(self) -> dict[str, float]:
         """Every counter summed over partitions (integers; revenue as floats)."""

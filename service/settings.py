@@ -40,9 +40,12 @@ class Settings(BaseSettings):
     collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
     collector_max_bytes: int = Field(5 << 20, ge=1024, description="bytes per request body (decompressed)")
     collector_timeout: float = Field(10.0, gt=0, description="seconds to wait for the broker's ack")
+    whatif_max_new_window: str = Field(
+        "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
+    )
     log_level: str = "INFO"
 
-    @field_validator("max_future")
+    @field_validator("max_future", "whatif_max_new_window")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
@@ -51,6 +54,11 @@ class Settings(BaseSettings):
     @cached_property
     def loaded_profile(self) -> Profile:
         return load_profile(self.profile)
+
+    @property
+    def first_index_window_ms(self) -> int:
+        """How long users stay in the `first_seen` index: the new window or the what-if bound."""
+        return max(parse_duration(self.whatif_max_new_window), self.loaded_profile.thresholds.new_window)
 
     @property
     def max_future_ms(self) -> int:

@@ -205,13 +205,13 @@ class RedisStore:
         counts: Mapping[str, int],
         now: int,
         channels: list[str],
-        new_window: int,
+        first_index_window: int,
     ) -> None:
         k = self.keys(partition)
         b = CommitBuilder(k)
         _add_counters(b, k, counts, None, None)
         for ch in channels:
-            b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - new_window])
+            b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - first_index_window])
         b.add("HSET", k.meta, ["swept", now])
         await self._run(b, meta)
 

@@ -150,3 +150,32 @@ def partition_clocks(events: list[dict[str, Any]], partitions: int) -> Callable[
             p = partition_for(ev.user_id, partitions)
             marks[p] = max(marks.get(p, ev.ts), ev.ts)
     return lambda uid: marks[partition_for(uid, partitions)]
+
+
+def return_gaps(events: list[dict[str, Any]], profile: Profile) -> Counter[tuple[str, int]]:
+    """Returns per (channel at the time, gap bucket): activity at least an hour after the previous."""
+    from service.core.gaps import gap_bucket
+
+    seen: set[str] = set()
+    last: dict[str, int] = {}
+    channel: dict[str, str] = {}
+    out: Counter[tuple[str, int]] = Counter()
+    for raw in events:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        if ev.user_id not in last:
+            if not profile.is_activity(ev.type):
+                continue
+            last[ev.user_id] = ev.ts
+            channel[ev.user_id] = ev.channel or "-"
+            continue
+        if channel[ev.user_id] == "-" and ev.channel:
+            channel[ev.user_id] = ev.channel
+        if profile.is_activity(ev.type) and ev.ts > last[ev.user_id]:
+            bucket = gap_bucket(ev.ts - last[ev.user_id])
+            if bucket is not None:
+                out[(channel[ev.user_id], bucket)] += 1
+            last[ev.user_id] = ev.ts
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from service.core import counters as ctr
 from service.core.events import Event
 from service.core.funnel import furthest_stage
+from service.core.gaps import gap_bucket
 from service.core.lifecycle import state_at, time_transitions
 from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
@@ -53,6 +54,7 @@ class BatchResult:
     sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     watermark: int = 0
     channels: set[str] = field(default_factory=set)
+    gaps: list[tuple[str, int]] = field(default_factory=list)  # (channel, gap ms) of each return
 
 
 def apply_events(
@@ -60,6 +62,7 @@ def apply_events(
     events: Iterable[Event],
     swept: int,
     profile: Profile,
+    first_index_window: int | None = None,
 ) -> BatchResult:
     """Apply `events` in order; `swept` is the clock up to which the partition was swept.
 
@@ -67,8 +70,12 @@ def apply_events(
     of the user's `seen_until` and `swept`: time-driven transitions up to `tau` are counted
     first with the old record, then the change the event makes at `tau`. A late event
     therefore changes the record but never re-counts a transition already counted.
+
+    Users stay in the `first_seen` index while younger than `first_index_window` (default:
+    the profile's new window; longer lets what-if questions ask about longer windows).
     """
     th = profile.thresholds
+    keep_first = max(first_index_window or 0, th.new_window)
     funnel = profile.funnel
     funnel_events = profile.funnel_events
     revenue_types = profile.revenue_types
@@ -118,6 +125,10 @@ def apply_events(
                 rec.first_seen = ts
                 dirty_first.add(uid)
             if active and ts > rec.last_active:
+                bucket = gap_bucket(ts - rec.last_active)
+                if bucket is not None:
+                    counts[ctr.return_gap(rec.channel, bucket)] += 1
+                    out.gaps.append((rec.channel, ts - rec.last_active))
                 rec.last_active = ts
                 dirty_active.add(uid)
             after = state_at(rec.first_seen, rec.last_active, tau, th)
@@ -145,7 +156,7 @@ def apply_events(
         out.records[uid] = maybe
         if uid in dirty_active:
             out.active_index[maybe.channel][uid] = maybe.last_active
-        if uid in dirty_first and maybe.first_seen + th.new_window > maybe.seen_until:
+        if uid in dirty_first and maybe.first_seen + keep_first > maybe.seen_until:
             out.first_index[maybe.channel][uid] = maybe.first_seen
     return out
 

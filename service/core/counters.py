@@ -35,6 +35,11 @@ def revenue(channel: str) -> str:
     return f"revenue{SEP}{channel}"
 
 
+def return_gap(channel: str, bucket: int) -> str:
+    """Returns whose gap fell in bucket `bucket` of `service.core.gaps.BOUNDS_MS`."""
+    return f"gap{SEP}{channel}{SEP}{bucket}"
+
+
 DUPLICATES = "duplicates"
 REJECTED = "rejected"
 MISROUTED = "misrouted"
