@@ -51,6 +51,17 @@ def histories(draw: st.DrawFn) -> list[Event]:
     return out
 
 
+def unseen(events: list[Event], seen: set[bytes]) -> list[Event]:
+    """The events whose id digest was not applied before, as the worker's de-duplication does."""
+    fresh = []
+    for ev in events:
+        digest = event_digest(ev.event_id)
+        if digest not in seen:
+            seen.add(digest)
+            fresh.append(ev)
+    return fresh
+
+
 def run(
     events: list[Event], cuts: list[int], profile: Profile = PROFILE
 ) -> tuple[dict[str, UserRecord], Counter[str], dict[str, float]]:
@@ -62,13 +73,7 @@ def run(
     bounds = [0, *sorted(c % (len(events) + 1) for c in cuts), len(events)]
     swept = events[0].ts if events else 0
     for lo, hi in itertools.pairwise(bounds):
-        fresh = []
-        for ev in events[lo:hi]:
-            d = event_digest(ev.event_id)
-            if d not in seen:
-                seen.add(d)
-                fresh.append(ev)
-        result = apply_events(records, fresh, swept, profile)
+        result = apply_events(records, unseen(events[lo:hi], seen), swept, profile)
         records.update(result.records)
         counts.update(result.counts)
         sums.update(result.sums)
@@ -149,13 +154,7 @@ def test_events_and_sweeps_count_each_transition_once(
             continue
         size = 1 + cut_seed % 3
         batch, pending = pending[:size], pending[size:]
-        fresh = []
-        for ev in batch:
-            d = event_digest(ev.event_id)
-            if d not in seen:
-                seen.add(d)
-                fresh.append(ev)
-        result = apply_events(records, fresh, swept, PROFILE)
+        result = apply_events(records, unseen(batch, seen), swept, PROFILE)
         records.update(result.records)
         counts.update(result.counts)
         clock = max(clock, *(e.ts for e in batch))
