@@ -14,14 +14,16 @@ from typing import Annotated, Any
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.collector import Collector, CollectorError
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_ID_LEN
 from service.core.profile import Thresholds
+from service.population import PopulationCollector
 from service.queries import Queries
 from service.settings import Settings
 
@@ -162,6 +164,9 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(settings.bootstrap_servers)
     collector = Collector(settings)
+    population = PopulationCollector(queries)
+    population_registry = CollectorRegistry(auto_describe=False)
+    population_registry.register(population)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -233,6 +238,15 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
         body["thresholds"] = {n: format_duration(v) for n, v in zip(names, values, strict=True)}
         return body
 
+    @app.get("/indicators")
+    async def get_indicators(channel: ChannelParam = None) -> dict[str, Any]:
+        """The process indicators at the current clock, in one document: users; daily, weekly and
+        monthly active users (last activity within 1, 7, 30 days) and activity rates; registrations,
+        paying users and payment rate (payers / registered); orders, GMV, average order value,
+        revenue per user; users per lifecycle state; the funnel; and, without `channel`, the same
+        per channel."""
+        return await queries.indicators(channel)
+
     @app.get("/funnel", response_model=Funnel)
     async def get_funnel(channel: ChannelParam = None) -> dict[str, Any]:
         """Users who reached each core-path stage (monotone), with stage-to-stage conversion."""
@@ -299,6 +313,13 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Process metrics, plus the store's populations read now (see `service.population`)."""
+        body = generate_latest()
+        try:
+            await population.refresh()
+            body += generate_latest(population_registry)
+        except (RedisError, OSError):  # Redis away: serve what the process knows; /readyz says why
+            pass
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.core import counters as ctr
+from service.core.durations import DAY_MS
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
 from service.core.lifecycle import STATES, state_at
@@ -108,6 +109,47 @@ class Queries:
         counts = dict(zip([s.value for s in STATES], [new, retained, silent, churned, dead], strict=True))
         return {"as_of": now, "channel": channel, "total": total, "counts": counts}
 
+    async def active_users(self, now: int) -> dict[str, dict[str, int]]:
+        """Users active within 1, 7 and 30 days of the clock, per channel: exact range counts."""
+        channels = await self._channels(None)
+        pipe = self.redis.pipeline(transaction=False)
+        keys: list[tuple[str, str]] = []
+        for k, chans in zip(self.parts, channels, strict=True):
+            for ch in chans:
+                for name, window in ACTIVE_WINDOWS.items():
+                    pipe.zcount(k.active(ch), f"({now - window}", "+inf")
+                    keys.append((ch, name))
+        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACTIVE_WINDOWS, 0))
+        for (ch, name), n in zip(keys, await pipe.execute(), strict=True):
+            out[ch][name] += n
+        return dict(out)
+
+    async def indicators(self, channel: str | None = None) -> dict[str, Any]:
+        """The process indicators in one document: activity, payment, revenue, stages, funnel."""
+        now = await self.now_ms()
+        wanted = _stored_channel(channel)
+        totals = await self.counters()
+        active = await self.active_users(now)
+        channels = sorted({ctr.split(n)[1] for n in totals if n.startswith("users|")} | set(active))
+        blocks = {ch: _indicator_block(totals, active.get(ch), [ch]) for ch in channels}
+        chosen = [wanted] if wanted is not None else channels
+        merged = dict.fromkeys(ACTIVE_WINDOWS, 0)
+        for ch in chosen:
+            for name, n in active.get(ch, {}).items():
+                merged[name] += n
+        body = _indicator_block(totals, merged, chosen)
+        body.update(
+            {
+                "as_of": now,
+                "channel": channel,
+                "lifecycle": (await self.lifecycle(channel, now))["counts"],
+                "funnel": (await self.funnel(channel))["stages"],
+            }
+        )
+        if channel is None:
+            body["by_channel"] = [{"channel": ch, **blocks[ch]} for ch in channels]
+        return body
+
     async def return_curve(self, channel: str | None = None) -> dict[str, Any]:
         """Returns per gap bucket (counters) and users idle at least each boundary (range counts)."""
         now = await self.now_ms()
@@ -172,6 +214,38 @@ class Queries:
             for stage, n, c in zip(self.profile.funnel, users, conv, strict=True)
         ]
         return {"channel": channel, "stages": stages}
+
+
+ACTIVE_WINDOWS = {"dau": DAY_MS, "wau": 7 * DAY_MS, "mau": 30 * DAY_MS}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _indicator_block(
+    totals: dict[str, float], active: dict[str, int] | None, channels: list[str]
+) -> dict[str, Any]:
+    """Indicators of a set of channels from the summed counters and active-user counts."""
+
+    def total(kind: str) -> float:
+        return sum(totals.get(f"{kind}|{ch}", 0) for ch in channels)
+
+    users, registered, payers = int(total("users")), int(total("registered")), int(total("payers"))
+    orders, gmv = int(total("orders")), round(total("revenue"), 2)
+    active = active or dict.fromkeys(ACTIVE_WINDOWS, 0)
+    return {
+        "users": users,
+        "active": active,
+        "activity_rate": {name: _ratio(n, users) for name, n in active.items()},
+        "registrations": registered,
+        "payers": payers,
+        "payment_rate": _ratio(payers, registered),
+        "orders": orders,
+        "gmv": gmv,
+        "aov": _ratio(gmv, orders),
+        "revenue_per_user": _ratio(gmv, users),
+    }
 
 
 def _stored_channel(channel: str | None) -> str | None:

@@ -23,6 +23,7 @@ from service.core.records import NO_CHANNEL, UserRecord
 
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
 OTHER_TYPE = "other"
+REGISTRATION = "register"  # the event type that makes a user registered (payment rate's denominator)
 NEW_USER = "-"
 
 
@@ -78,6 +79,7 @@ def apply_events(
     keep_first = max(first_index_window or 0, th.new_window)
     funnel = profile.funnel
     funnel_events = profile.funnel_events
+    counted_types = funnel_events | {REGISTRATION}
     revenue_types = profile.revenue_types
     labels = known_types(profile)
     out = BatchResult()
@@ -136,13 +138,19 @@ def apply_events(
                 counts[ctr.transition(before, after)] += 1
             rec.seen_until = tau
 
-        if ev.type in funnel_events:
-            rec.counts[ev.type] = rec.counts.get(ev.type, 0) + 1
-            reached = furthest_stage(rec.counts, funnel)
-            for k in range(rec.stage + 1, reached + 1):
-                counts[ctr.stage(rec.channel, k)] += 1
-            rec.stage = max(rec.stage, reached)
+        if ev.type in counted_types:
+            seen_before = rec.counts.get(ev.type, 0)
+            rec.counts[ev.type] = seen_before + 1
+            if ev.type == REGISTRATION and not seen_before:
+                counts[ctr.registered(rec.channel)] += 1
+            if ev.type in funnel_events:
+                reached = furthest_stage(rec.counts, funnel)
+                for k in range(rec.stage + 1, reached + 1):
+                    counts[ctr.stage(rec.channel, k)] += 1
+                rec.stage = max(rec.stage, reached)
         if ev.type in revenue_types:
+            if not rec.orders:
+                counts[ctr.payers(rec.channel)] += 1
             rec.orders += 1
             counts[ctr.orders(rec.channel)] += 1
             if ev.amount:
@@ -173,6 +181,11 @@ def _move_channel(rec_uid: str, rec: UserRecord, channel: str, out: BatchResult)
     if rec.orders:
         counts[ctr.orders(old)] -= rec.orders
         counts[ctr.orders(channel)] += rec.orders
+        counts[ctr.payers(old)] -= 1
+        counts[ctr.payers(channel)] += 1
+    if rec.counts.get(REGISTRATION):
+        counts[ctr.registered(old)] -= 1
+        counts[ctr.registered(channel)] += 1
     if rec.revenue:
         out.sums[ctr.revenue(old)] -= rec.revenue
         out.sums[ctr.revenue(channel)] += rec.revenue

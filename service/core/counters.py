@@ -35,6 +35,16 @@ def revenue(channel: str) -> str:
     return f"revenue{SEP}{channel}"
 
 
+def payers(channel: str) -> str:
+    """Users with at least one order or renewal."""
+    return f"payers{SEP}{channel}"
+
+
+def registered(channel: str) -> str:
+    """Users with at least one `register` event."""
+    return f"registered{SEP}{channel}"
+
+
 def return_gap(channel: str, bucket: int) -> str:
     """Returns whose gap fell in bucket `bucket` of `service.core.gaps.BOUNDS_MS`."""
     return f"gap{SEP}{channel}{SEP}{bucket}"

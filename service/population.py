@@ -1,0 +1,73 @@
+"""Population metrics, read from Redis at scrape time by the API process only.
+
+Workers export what *happens* (counters per process); how many users *are* in a state
+or stage is a property of the whole store, so one process reads it when Prometheus
+scrapes and several workers can never double count it. Labels: channel, state, stage,
+window — small fixed sets, never user ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.core import counters as ctr
+from service.core.lifecycle import STATES
+from service.metrics import PREFIX
+from service.queries import Queries
+
+
+class PopulationCollector(Collector):
+    """Holds the snapshot of the last `refresh()`; `collect()` (sync) only yields it."""
+
+    def __init__(self, queries: Queries) -> None:
+        self.queries = queries
+        self._metrics: list[Metric] = []
+
+    async def refresh(self) -> None:
+        q = self.queries
+        now = await q.now_ms()
+        totals = await q.counters()
+        active = await q.active_users(now)
+        channels = sorted({ctr.split(n)[1] for n in totals if n.startswith("users|")} | set(active))
+        users = GaugeMetricFamily(
+            f"{PREFIX}_users", "Users per lifecycle state at the clock.", labels=["state", "channel"]
+        )
+        funnel = GaugeMetricFamily(
+            f"{PREFIX}_funnel_users",
+            "Users who reached each funnel stage (monotone).",
+            labels=["stage", "channel"],
+        )
+        windows = GaugeMetricFamily(
+            f"{PREFIX}_active_users",
+            "Users whose last activity is within the window (dau 1d, wau 7d, mau 30d).",
+            labels=["window", "channel"],
+        )
+        registered = GaugeMetricFamily(
+            f"{PREFIX}_registered_users", "Users with a register event.", labels=["channel"]
+        )
+        payers = GaugeMetricFamily(
+            f"{PREFIX}_paying_users", "Users with at least one order.", labels=["channel"]
+        )
+        orders = CounterMetricFamily(f"{PREFIX}_orders", "Orders and renewals applied.", labels=["channel"])
+        revenue = CounterMetricFamily(
+            f"{PREFIX}_revenue", "Revenue (GMV) of orders and renewals.", labels=["channel"]
+        )
+        for ch in channels:
+            counts = (await q.lifecycle(ch, now))["counts"]
+            for state in STATES:
+                users.add_metric([state.value, ch], counts[state.value])
+            for i, stage in enumerate(q.profile.funnel):
+                funnel.add_metric([stage.name, ch], totals.get(ctr.stage(ch, i), 0))
+            for window, n in active.get(ch, {}).items():
+                windows.add_metric([window, ch], n)
+            registered.add_metric([ch], totals.get(ctr.registered(ch), 0))
+            payers.add_metric([ch], totals.get(ctr.payers(ch), 0))
+            orders.add_metric([ch], totals.get(ctr.orders(ch), 0))
+            revenue.add_metric([ch], totals.get(ctr.revenue(ch), 0))
+        self._metrics = [users, funnel, windows, registered, payers, orders, revenue]
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._metrics
