@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaClient
@@ -134,6 +135,11 @@ class Health(BaseModel):
     checks: dict[str, str] = {}
 
 
+def _day(text: str) -> int:
+    """Days since the epoch of an ISO date."""
+    return (date.fromisoformat(text) - date(1970, 1, 1)).days
+
+
 class _KafkaProbe:
     """Answers whether the brokers respond to a metadata request, cached for two seconds."""
 
@@ -237,6 +243,28 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
         values = (th.new_window, th.silent_after, th.churn_after, th.dead_after)
         body["thresholds"] = {n: format_duration(v) for n, v in zip(names, values, strict=True)}
         return body
+
+    @app.get("/retention", responses={422: {"model": Problem}})
+    async def get_retention(
+        cohort: Annotated[str | None, Query(description="a first-seen day, YYYY-MM-DD")] = None,
+        start: Annotated[str | None, Query(alias="from", description="first cohort day of a range")] = None,
+        end: Annotated[str | None, Query(alias="to", description="last cohort day of a range")] = None,
+        channel: ChannelParam = None,
+    ) -> Any:
+        """Cohort retention: users first seen on day d, and of them those active again on day
+        d+N for each N of the profile's `retention_days` (default 1, 7, 30), with rates."""
+        try:
+            if cohort:
+                first = last = _day(cohort)
+            elif start and end:
+                first, last = _day(start), _day(end)
+            else:
+                return JSONResponse({"detail": "give cohort=YYYY-MM-DD, or from= and to="}, status_code=422)
+        except ValueError:
+            return JSONResponse({"detail": "dates must be YYYY-MM-DD"}, status_code=422)
+        if not 0 <= last - first <= 366:
+            return JSONResponse({"detail": "a range is from <= to, at most 366 days"}, status_code=422)
+        return await queries.retention(first, last, channel)
 
     @app.get("/indicators")
     async def get_indicators(channel: ChannelParam = None) -> dict[str, Any]:

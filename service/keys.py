@@ -33,6 +33,11 @@ class PartitionKeys:
         return f"{self.tag}:ctr"
 
     @property
+    def cohorts(self) -> str:
+        """Hash: cohort sizes and retained users per first-seen day and channel."""
+        return f"{self.tag}:cohorts"
+
+    @property
     def channels(self) -> str:
         """Set: channels that have users in this partition."""
         return f"{self.tag}:channels"

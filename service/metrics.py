@@ -38,6 +38,30 @@ class WorkerMetrics:
             ["from_state", "to_state"],
             **kw,  # type: ignore[arg-type]
         )
+        self.stage_entries = Counter(
+            f"{PREFIX}_stage_entries_total",
+            "Users entering a funnel stage (index into the profile's funnel), by channel.",
+            ["stage", "channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.orders = Counter(
+            f"{PREFIX}_orders_applied_total",
+            "Orders and renewals applied, by channel.",
+            ["channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.revenue = Counter(
+            f"{PREFIX}_revenue_applied_total",
+            "Revenue of applied orders and renewals, by channel.",
+            ["channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.lag = Histogram(
+            f"{PREFIX}_event_lag_seconds",
+            "Event time to Redis commit, per applied event (large while replaying history).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+            **kw,  # type: ignore[arg-type]
+        )
         self.batches = Counter(
             f"{PREFIX}_batches_total",
             "Committed batches.",
@@ -74,6 +98,16 @@ class WorkerMetrics:
             **kw,  # type: ignore[arg-type]
         )
 
+    def record_sums(self, sums: Mapping[str, float]) -> None:
+        for name, delta in sums.items():
+            if delta > 0 and name.startswith("revenue|"):
+                self.revenue.labels(ctr.split(name)[1]).inc(delta)
+
+    def record_lag(self, committed_at_ms: int, event_times: list[int]) -> None:
+        observe = self.lag.observe
+        for ts in event_times:
+            observe(max(0, committed_at_ms - ts) / 1000)
+
     def record_gaps(self, gaps: list[tuple[str, int]]) -> None:
         for channel, gap_ms in gaps:
             self.return_gap.labels(channel).observe(gap_ms / 1000)
@@ -88,3 +122,7 @@ class WorkerMetrics:
                 self.transitions.labels(parts[1], parts[2]).inc(delta)
             elif parts[0] == "ev":
                 self.events_by_type.labels(parts[1]).inc(delta)
+            elif parts[0] == "stage":
+                self.stage_entries.labels(parts[2], parts[1]).inc(delta)
+            elif parts[0] == "orders":
+                self.orders.labels(parts[1]).inc(delta)

@@ -221,6 +221,8 @@ class PartitionProcessor:
         if self.metrics:
             self.metrics.record_counts(result.counts)
             self.metrics.record_gaps(result.gaps)
+            self.metrics.record_sums(result.sums)
+            self.metrics.record_lag(int(self.wall_clock() * 1000), [e.ts for e in fresh])
         return stats
 
     def _dead_letter(self, partition: int, offset: int, key: bytes | None, bad: Rejected) -> Outgoing:

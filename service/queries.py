@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 from service.core import counters as ctr
@@ -150,6 +151,45 @@ class Queries:
             body["by_channel"] = [{"channel": ch, **blocks[ch]} for ch in channels]
         return body
 
+    async def retention(self, first_day: int, last_day: int, channel: str | None = None) -> dict[str, Any]:
+        """Cohorts first seen on each day of `[first_day, last_day]` and how many came back on
+        day d+N for each configured N; exact (counted once per user by the batch commit)."""
+        days = list(range(first_day, last_day + 1))
+        channels = await self._channels(_stored_channel(channel))
+        after = self.profile.retention_days
+        pipe = self.redis.pipeline(transaction=False)
+        shapes: list[list[tuple[int, int | None]]] = []
+        for k, chans in zip(self.parts, channels, strict=True):
+            fields: list[str] = []
+            shape: list[tuple[int, int | None]] = []
+            for ch in chans:
+                for day in days:
+                    fields.append(ctr.cohort(ch, day))
+                    shape.append((day, None))
+                    for n in after:
+                        fields.append(ctr.retained(ch, day, n))
+                        shape.append((day, n))
+            if fields:
+                pipe.hmget(k.cohorts, fields)
+                shapes.append(shape)
+        sizes: dict[int, int] = dict.fromkeys(days, 0)
+        back: dict[tuple[int, int], int] = {(d, n): 0 for d in days for n in after}
+        for shape, values in zip(shapes, await pipe.execute(), strict=True):
+            for (day, after_n), value in zip(shape, values, strict=True):
+                if value is None:
+                    continue
+                if after_n is None:
+                    sizes[day] += int(value)
+                else:
+                    back[(day, after_n)] += int(value)
+        cohorts = []
+        for day in days:
+            retained = {
+                str(n): {"users": back[(day, n)], "rate": _ratio(back[(day, n)], sizes[day])} for n in after
+            }
+            cohorts.append({"cohort": _iso_day(day), "users": sizes[day], "retained": retained})
+        return {"channel": channel, "after_days": list(after), "cohorts": cohorts}
+
     async def return_curve(self, channel: str | None = None) -> dict[str, Any]:
         """Returns per gap bucket (counters) and users idle at least each boundary (range counts)."""
         now = await self.now_ms()
@@ -246,6 +286,10 @@ def _indicator_block(
         "aov": _ratio(gmv, orders),
         "revenue_per_user": _ratio(gmv, users),
     }
+
+
+def _iso_day(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def _stored_channel(channel: str | None) -> str | None:

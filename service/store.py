@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from service.core import counters as ctr
 from service.core.batch import BatchResult
 from service.core.durations import DAY_MS
 from service.core.profile import Thresholds
@@ -246,7 +247,8 @@ def _add_counters(
     for source in (counts, extra or {}):
         for name, delta in source.items():
             if delta:
-                b.add("HINCRBY", k.counters, [name, delta])
+                key = k.cohorts if name.startswith(ctr.COHORT_PREFIXES) else k.counters
+                b.add("HINCRBY", key, [name, delta])
     for name, fdelta in (sums or {}).items():
         if fdelta and math.isfinite(fdelta):
             b.add("HINCRBYFLOAT", k.counters, [name, repr(fdelta)])

@@ -179,3 +179,30 @@ def return_gaps(events: list[dict[str, Any]], profile: Profile) -> Counter[tuple
                 out[(channel[ev.user_id], bucket)] += 1
             last[ev.user_id] = ev.ts
     return out
+
+
+def retention(
+    events: list[dict[str, Any]], profile: Profile, channel: str | None = None
+) -> tuple[Counter[int], Counter[tuple[int, int]]]:
+    """Cohort sizes per first-seen day, and users active again on day d+N (N in retention_days)."""
+    users = reference(events, profile)
+    seen: set[str] = set()
+    sizes: Counter[int] = Counter()
+    back: set[tuple[str, int]] = set()
+    for user in users.values():
+        if channel is None or (user.channel or "-") == channel:
+            sizes[user.first_seen // 86_400_000] += 1
+    for raw in events:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen or ev.user_id not in users:
+            continue
+        seen.add(ev.event_id)
+        user = users[ev.user_id]
+        if profile.is_activity(ev.type) and (channel is None or (user.channel or "-") == channel):
+            after = ev.ts // 86_400_000 - user.first_seen // 86_400_000
+            if after in profile.retention_days:
+                back.add((ev.user_id, after))
+    retained: Counter[tuple[int, int]] = Counter()
+    for uid, after in back:
+        retained[(users[uid].first_seen // 86_400_000, after)] += 1
+    return sizes, retained

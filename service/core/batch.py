@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from service.core import counters as ctr
+from service.core.durations import DAY_MS
 from service.core.events import Event
 from service.core.funnel import furthest_stage
 from service.core.gaps import gap_bucket
@@ -80,6 +81,8 @@ def apply_events(
     funnel = profile.funnel
     funnel_events = profile.funnel_events
     counted_types = funnel_events | {REGISTRATION}
+    retention_bit = {n: 1 << i for i, n in enumerate(profile.retention_days)}
+    all_retained = (1 << len(profile.retention_days)) - 1
     revenue_types = profile.revenue_types
     labels = known_types(profile)
     out = BatchResult()
@@ -109,6 +112,7 @@ def apply_events(
             channel = ev.channel or NO_CHANNEL
             rec = live[uid] = UserRecord(first_seen=ts, last_active=ts, seen_until=tau, channel=channel)
             counts[ctr.users(channel)] += 1
+            counts[ctr.cohort(channel, ts // DAY_MS)] += 1
             counts[ctr.transition(NEW_USER, state_at(ts, ts, tau, th))] += 1
             out.channels.add(channel)
             dirty_active.add(uid)
@@ -120,12 +124,22 @@ def apply_events(
                 counts[ctr.transition(a, b)] += 1
             before = state_at(rec.first_seen, rec.last_active, tau, th)
             if ev.channel and rec.channel == NO_CHANNEL:
-                _move_channel(uid, rec, ev.channel, out)
+                _move_channel(uid, rec, ev.channel, out, profile.retention_days)
                 dirty_active.add(uid)
                 dirty_first.add(uid)
             if ts < rec.first_seen:
+                old_day, new_day = rec.first_seen // DAY_MS, ts // DAY_MS
+                if old_day != new_day:  # the cohort follows the earliest event seen
+                    counts[ctr.cohort(rec.channel, old_day)] -= 1
+                    counts[ctr.cohort(rec.channel, new_day)] += 1
                 rec.first_seen = ts
                 dirty_first.add(uid)
+            if active and rec.retained != all_retained:
+                after_days = ts // DAY_MS - rec.first_seen // DAY_MS
+                bit = retention_bit.get(after_days)
+                if bit is not None and not rec.retained & bit:
+                    rec.retained |= bit
+                    counts[ctr.retained(rec.channel, rec.first_seen // DAY_MS, after_days)] += 1
             if active and ts > rec.last_active:
                 bucket = gap_bucket(ts - rec.last_active)
                 if bucket is not None:
@@ -169,7 +183,9 @@ def apply_events(
     return out
 
 
-def _move_channel(rec_uid: str, rec: UserRecord, channel: str, out: BatchResult) -> None:
+def _move_channel(
+    rec_uid: str, rec: UserRecord, channel: str, out: BatchResult, retention_days: tuple[int, ...]
+) -> None:
     """The first channel seen sticks: a user seen without one moves, with their counts."""
     old = rec.channel
     counts = out.counts
@@ -186,6 +202,13 @@ def _move_channel(rec_uid: str, rec: UserRecord, channel: str, out: BatchResult)
     if rec.counts.get(REGISTRATION):
         counts[ctr.registered(old)] -= 1
         counts[ctr.registered(channel)] += 1
+    day = rec.first_seen // DAY_MS
+    counts[ctr.cohort(old, day)] -= 1
+    counts[ctr.cohort(channel, day)] += 1
+    for i, after_days in enumerate(retention_days):
+        if rec.retained & (1 << i):
+            counts[ctr.retained(old, day, after_days)] -= 1
+            counts[ctr.retained(channel, day, after_days)] += 1
     if rec.revenue:
         out.sums[ctr.revenue(old)] -= rec.revenue
         out.sums[ctr.revenue(channel)] += rec.revenue

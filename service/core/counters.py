@@ -50,6 +50,19 @@ def return_gap(channel: str, bucket: int) -> str:
     return f"gap{SEP}{channel}{SEP}{bucket}"
 
 
+def cohort(channel: str, day: int) -> str:
+    """Users first seen on `day` (days since the epoch, UTC)."""
+    return f"cohort{SEP}{channel}{SEP}{day}"
+
+
+def retained(channel: str, day: int, after_days: int) -> str:
+    """Users of the `day` cohort active again on day `day + after_days`."""
+    return f"ret{SEP}{channel}{SEP}{day}{SEP}{after_days}"
+
+
+COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
+
+
 DUPLICATES = "duplicates"
 REJECTED = "rejected"
 MISROUTED = "misrouted"

@@ -22,7 +22,15 @@ from service.core.durations import DurationError, parse_duration
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_TOP_LEVEL = {"name", "description", "lifecycle", "activity_types", "revenue_types", "funnel"}
+_TOP_LEVEL = {
+    "name",
+    "description",
+    "lifecycle",
+    "activity_types",
+    "revenue_types",
+    "funnel",
+    "retention_days",
+}
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
 
@@ -59,6 +67,7 @@ class Profile:
     activity_types: frozenset[str] | None  # None: every event type is activity
     revenue_types: frozenset[str]
     description: str = ""
+    retention_days: tuple[int, ...] = (1, 7, 30)
 
     def is_activity(self, event_type: str) -> bool:
         return self.activity_types is None or event_type in self.activity_types
@@ -110,6 +119,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         revenue_types=_type_set(data.get("revenue_types", ["order", "renew"]), "revenue_types", source)
         or frozenset(),
         description=str(data.get("description", "")),
+        retention_days=_retention_days(data.get("retention_days", [1, 7, 30]), source),
     )
 
 
@@ -167,6 +177,14 @@ def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
         seen_steps.add((event, nth))
         stages.append(FunnelStage(name=name, event=event, nth=nth))
     return tuple(stages)
+
+
+def _retention_days(value: Any, source: str) -> tuple[int, ...]:
+    ok = isinstance(value, list) and 0 < len(value) <= 16
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 3650 for v in value)
+    if not ok or len(set(value)) != len(value):
+        raise ProfileError(f"{source}: retention_days: expected 1 to 16 distinct day counts from 1 to 3650")
+    return tuple(sorted(value))
 
 
 def _type_set(value: Any, field: str, source: str) -> frozenset[str] | None:

@@ -26,6 +26,7 @@ class UserRecord:
     orders: int = 0
     revenue: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    retained: int = 0  # bit i set: active on day retention_days[i] after the first-seen day
 
     def pack(self) -> bytes:
         revenue: float | int = int(self.revenue) if self.revenue.is_integer() else self.revenue
@@ -39,13 +40,14 @@ class UserRecord:
                 self.orders,
                 revenue,
                 self.counts,
+                self.retained,
             ]
         )
 
     @classmethod
     def unpack(cls, raw: bytes | str) -> UserRecord:
-        f, la, su, ch, st, orders, revenue, counts = orjson.loads(raw)
-        return cls(f, la, su, ch, st, orders, float(revenue), counts)
+        f, la, su, ch, st, orders, revenue, counts, retained = orjson.loads(raw)
+        return cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
 
     def copy(self) -> UserRecord:
         return UserRecord(
@@ -57,6 +59,7 @@ class UserRecord:
             self.orders,
             self.revenue,
             dict(self.counts),
+            self.retained,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 
 import httpx
 import pytest
@@ -13,6 +14,15 @@ from tests import reference as ref
 from tests.stack import Stack, history
 
 pytestmark = pytest.mark.integration
+
+
+def _iso(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
+def _day(text: str) -> int:
+    return (date.fromisoformat(text) - date(1970, 1, 1)).days
+
 
 WINDOWS = {"dau": DAY_MS, "wau": 7 * DAY_MS, "mau": 30 * DAY_MS}
 
@@ -67,6 +77,29 @@ async def test_indicators_and_population_metrics_match_the_history(stack: Stack)
                 single = (await api.get("/indicators", params={"channel": channel})).json()
                 assert single["users"] == want["users"] and single["active"] == want["active"]
         assert body["lifecycle"] == ref.lifecycle_counts(users, now, profile)
+
+        first_day = min(e["ts"] for e in events) // DAY_MS
+        last_day = now // DAY_MS
+        for channel in (None, *channels):
+            sizes, retained = ref.retention(events, profile, channel)
+            params = {
+                "from": _iso(first_day),
+                "to": _iso(last_day),
+                **({"channel": channel} if channel else {}),
+            }
+            body = (await api.get("/retention", params=params)).json()
+            assert body["after_days"] == [1, 7, 30]
+            for cohort in body["cohorts"]:
+                day = _day(cohort["cohort"])
+                assert cohort["users"] == sizes[day], (channel, cohort)
+                for n, got in cohort["retained"].items():
+                    assert got["users"] == retained[(day, int(n))], (channel, cohort["cohort"], n)
+            assert sum(c["users"] for c in body["cohorts"]) == sum(sizes.values())
+            assert sum(retained.values()) > 0
+        one = (await api.get("/retention", params={"cohort": _iso(first_day)})).json()
+        assert [c["cohort"] for c in one["cohorts"]] == [_iso(first_day)]
+        assert (await api.get("/retention")).status_code == 422
+        assert (await api.get("/retention", params={"cohort": "2024-13-01"})).status_code == 422
 
         text = (await api.get("/metrics")).text
         for channel in channels:
