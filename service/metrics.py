@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.core import counters as ctr
 from service.core.gaps import BOUNDS_MS
 
 PREFIX = "lifecycle"
+OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed")
 
 
 class WorkerMetrics:
@@ -62,6 +63,12 @@ class WorkerMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
             **kw,  # type: ignore[arg-type]
         )
+        self.consumer_lag = Gauge(
+            f"{PREFIX}_consumer_lag_messages",
+            "Messages of a partition not yet applied (high watermark minus next offset).",
+            ["partition"],
+            **kw,  # type: ignore[arg-type]
+        )
         self.batches = Counter(
             f"{PREFIX}_batches_total",
             "Committed batches.",
@@ -97,6 +104,14 @@ class WorkerMetrics:
             "Batches dropped because another worker owns the partition now.",
             **kw,  # type: ignore[arg-type]
         )
+        self._init_children()
+
+    def _init_children(self) -> None:
+        """Known label values exist from the start, so rates and alerts see zeros, not gaps."""
+        for outcome in OUTCOMES:
+            self.events.labels(outcome)
+        self.batches.labels("events")
+        self.batches.labels("sweep")
 
     def record_sums(self, sums: Mapping[str, float]) -> None:
         for name, delta in sums.items():

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from service.core import counters as ctr
+from service.core.durations import DAY_MS
 from service.core.lifecycle import STATES
 from service.metrics import PREFIX
 from service.queries import Queries
@@ -45,6 +46,21 @@ class PopulationCollector(Collector):
             "Users whose last activity is within the window (dau 1d, wau 7d, mau 30d).",
             labels=["window", "channel"],
         )
+        previous = GaugeMetricFamily(
+            f"{PREFIX}_funnel_previous_users",
+            "Users at the stage before each funnel stage (the denominator of stage conversion).",
+            labels=["stage", "channel"],
+        )
+        cohort = GaugeMetricFamily(
+            f"{PREFIX}_cohort_users",
+            "Users first seen N days before the clock's day (the cohort of day-N retention).",
+            labels=["after_days", "channel"],
+        )
+        retained = GaugeMetricFamily(
+            f"{PREFIX}_retained_users",
+            "Of that cohort, users active again on the clock's day (day-N retention).",
+            labels=["after_days", "channel"],
+        )
         registered = GaugeMetricFamily(
             f"{PREFIX}_registered_users", "Users with a register event.", labels=["channel"]
         )
@@ -61,13 +77,32 @@ class PopulationCollector(Collector):
                 users.add_metric([state.value, ch], counts[state.value])
             for i, stage in enumerate(q.profile.funnel):
                 funnel.add_metric([stage.name, ch], totals.get(ctr.stage(ch, i), 0))
+                if i:
+                    previous.add_metric([stage.name, ch], totals.get(ctr.stage(ch, i - 1), 0))
             for window, n in active.get(ch, {}).items():
                 windows.add_metric([window, ch], n)
             registered.add_metric([ch], totals.get(ctr.registered(ch), 0))
             payers.add_metric([ch], totals.get(ctr.payers(ch), 0))
             orders.add_metric([ch], totals.get(ctr.orders(ch), 0))
             revenue.add_metric([ch], totals.get(ctr.revenue(ch), 0))
-        self._metrics = [users, funnel, windows, registered, payers, orders, revenue]
+        today = now // DAY_MS
+        for after_days in q.profile.retention_days:
+            for ch in channels:
+                day = (await q.retention(today - after_days, today - after_days, ch))["cohorts"][0]
+                cohort.add_metric([str(after_days), ch], day["users"])
+                retained.add_metric([str(after_days), ch], day["retained"][str(after_days)]["users"])
+        self._metrics = [
+            users,
+            funnel,
+            previous,
+            windows,
+            cohort,
+            retained,
+            registered,
+            payers,
+            orders,
+            revenue,
+        ]
 
     def collect(self) -> Iterator[Metric]:
         yield from self._metrics

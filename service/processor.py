@@ -26,7 +26,7 @@ from service.core.batch import apply_events, event_digest, sweep
 from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
-from service.metrics import WorkerMetrics
+from service.metrics import OUTCOMES, WorkerMetrics
 from service.settings import Settings
 from service.store import ConflictError, FencedError, RedisStore, day_of
 
@@ -119,7 +119,7 @@ class PartitionProcessor:
             m.batch_seconds.observe(time.perf_counter() - started)
             m.batch_events.observe(stats.applied)
             m.batches.labels("events").inc()
-            for outcome in ("applied", "duplicates", "rejected", "misrouted", "replayed"):
+            for outcome in OUTCOMES:
                 value = getattr(stats, outcome)
                 if value:
                     m.events.labels(outcome).inc(value)

@@ -75,7 +75,8 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
     )
     profile = settings.loaded_profile
     store = RedisStore(redis or Redis.from_url(settings.redis_url), settings.key_prefix, settings.dedup_days)
-    processor = PartitionProcessor(store, FaustSink(app), settings, profile, WorkerMetrics())
+    metrics = WorkerMetrics()
+    processor = PartitionProcessor(store, FaustSink(app), settings, profile, metrics)
     app.processor = processor  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, partitions=settings.partitions)
 
@@ -91,6 +92,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
             try:
                 for partition, messages in by_partition.items():
                     await processor.process(partition, messages)
+                    highwater = app.consumer.highwater(TP(settings.events_topic, partition))
+                    if highwater is not None:
+                        metrics.consumer_lag.labels(str(partition)).set(highwater - messages[-1][0] - 1)
             except BaseException:
                 # take_events acks the batch on the way out, even on error: die before it
                 # can, so nothing unapplied is ever committed (crash-only, like kill -9).

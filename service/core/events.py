@@ -105,7 +105,7 @@ def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | s
     if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_ID_LEN:
         return f"user_id must be a string of 1..{MAX_ID_LEN} characters"
     etype = doc.get("type")
-    if not isinstance(etype, str) or not _TOKEN.match(etype):
+    if not isinstance(etype, str) or not _TOKEN.fullmatch(etype):
         return "type must be a string of 1..64 characters from [A-Za-z0-9_.-]"
     ts = parse_ts(doc.get("ts"))
     if isinstance(ts, str):
@@ -113,7 +113,7 @@ def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | s
     if not MIN_TS_MS <= ts <= max_ts:
         return f"ts {ts} is outside the accepted range [{MIN_TS_MS}, {max_ts}]"
     channel = doc.get("channel")
-    if channel is not None and (not isinstance(channel, str) or not _TOKEN.match(channel)):
+    if channel is not None and (not isinstance(channel, str) or not _TOKEN.fullmatch(channel)):
         return "channel must be a string of 1..64 characters from [A-Za-z0-9_.-]"
     amount = doc.get("amount")
     if amount is not None:

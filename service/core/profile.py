@@ -109,7 +109,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
             f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
         )
     name = data.get("name", "custom")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProfileError(f"{source}: name: {name!r} must match {_NAME.pattern}")
     return Profile(
         name=name,
@@ -163,11 +163,11 @@ def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
         if unknown:
             raise ProfileError(f"{where}.{unknown[0]}: unknown field")
         name, event, nth = item.get("name"), item.get("event"), item.get("nth", 1)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ProfileError(f"{where}.name: {name!r} must match {_NAME.pattern}")
         if name in seen_names:
             raise ProfileError(f"{where}.name: {name!r} is used twice")
-        if not isinstance(event, str) or not _EVENT_TYPE.match(event):
+        if not isinstance(event, str) or not _EVENT_TYPE.fullmatch(event):
             raise ProfileError(f"{where}.event: {event!r} must match {_EVENT_TYPE.pattern}")
         if isinstance(nth, bool) or not isinstance(nth, int) or not 1 <= nth <= 1000:
             raise ProfileError(f"{where}.nth: {nth!r} must be an integer from 1 to 1000")
@@ -190,7 +190,7 @@ def _retention_days(value: Any, source: str) -> tuple[int, ...]:
 def _type_set(value: Any, field: str, source: str) -> frozenset[str] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(v, str) and _EVENT_TYPE.match(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and _EVENT_TYPE.fullmatch(v) for v in value):
         raise ProfileError(
             f"{source}: {field}: expected a list of event types matching {_EVENT_TYPE.pattern}"
         )

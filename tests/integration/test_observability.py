@@ -1,0 +1,137 @@
+"""Metrics, rules and dashboards checked against a real Prometheus scraping the running service."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from service.embedded import free_port
+from tests.processes import ServiceProcess, wait_for
+from tests.stack import Stack, history
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy/prometheus/rules/lifecycle.yml"
+DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+DATASOURCE_UID = yaml.safe_load(
+    (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+)["datasources"][0]["uid"]
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            exprs += [t["expr"].replace("$channel", ".*") for t in panel["targets"]]
+    return exprs
+
+
+def rule_exprs() -> list[str]:
+    """Recording rules as they are; alerts without their threshold (a quiet alert has no data)."""
+    exprs = []
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            expr = " ".join(str(rule["expr"]).split())
+            exprs.append(re.split(r"\s(?:>|<|==|>=|<=|!=)\s[\d.e+-]+$", expr)[0] if "alert" in rule else expr)
+    return exprs
+
+
+def test_dashboards_are_well_formed_and_generated_from_code() -> None:
+    assert {p.stem for p in DASHBOARDS} == {"lifecycle-business", "lifecycle-operations"}
+    uids = set()
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        assert board["uid"] not in uids
+        uids.add(board["uid"])
+        assert [v["name"] for v in board["templating"]["list"]] == ["channel"]
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in board["panels"]:
+            assert panel["title"] and panel["datasource"]["uid"] == DATASOURCE_UID
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["expr"].strip() and target["datasource"]["uid"] == DATASOURCE_UID
+    spec = importlib.util.spec_from_file_location("dashboards", ROOT / "deploy/grafana/dashboards.py")
+    assert spec and spec.loader
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    for board in (code.business(), code.operations()):
+        committed = json.loads((ROOT / f"deploy/grafana/dashboards/{board['uid']}.json").read_text())
+        assert committed == board, "run `python deploy/grafana/dashboards.py` and commit the JSON"
+
+
+def test_promtool_accepts_the_rules() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package (scripts/install-system-deps.sh)"
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_dashboard_and_rule_query_returns_data(stack: Stack, tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "install Debian's prometheus package (scripts/install-system-deps.sh)"
+    api_port, worker_port, prom_port = free_port(), free_port(), free_port()
+    env = {**stack.env, "LIFECYCLE_API_PORT": str(api_port), "LIFECYCLE_WORKER_PORT": str(worker_port)}
+    worker = ServiceProcess("worker", env, tmp_path / "worker.log").start()
+    api = ServiceProcess("api", env, tmp_path / "api.log").start()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES)],
+        "scrape_configs": [
+            {"job_name": "lifecycle-api", "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}]},
+            {"job_name": "lifecycle-worker", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prom = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        events = history(users=400)
+        stack.publish(events[: len(events) // 2])
+        stack.wait_applied(worker)
+        time.sleep(3)  # scrapes before and after: rates need two samples
+        stack.publish(events[len(events) // 2 :])
+        stack.wait_applied(worker)
+        base = f"http://127.0.0.1:{prom_port}/api/v1/query"
+        pending = set(dashboard_exprs() + rule_exprs())
+        assert len(pending) > 30
+
+        def all_answer() -> bool:
+            for expr in list(pending):
+                try:
+                    body: dict[str, Any] = httpx.get(base, params={"query": expr}, timeout=5).json()
+                except httpx.HTTPError:
+                    return False
+                assert body["status"] == "success", (expr, body)
+                if body["data"]["result"]:
+                    pending.discard(expr)
+            return not pending
+
+        try:
+            wait_for(all_answer, 90, "every query to return data", api)
+        except AssertionError as exc:
+            raise AssertionError(f"queries without data: {sorted(pending)}") from exc
+    finally:
+        prom.terminate()
+        prom.wait(20)
+        api.stop()
+        worker.stop()
