@@ -89,6 +89,7 @@ class Funnel(BaseModel):
 class User(BaseModel):
     user_id: str
     state: str
+    rfm_segment: str
     as_of: int
     first_seen: int
     last_active: int

@@ -50,6 +50,10 @@ class PartitionKeys:
         """Sorted set: user id scored by first_seen, only while inside the new window."""
         return f"{self.tag}:fs:{channel}"
 
+    def rfm(self, fm_class: int) -> str:
+        """Sorted set: users of an RFM frequency/monetary class (1..3) scored by last_active."""
+        return f"{self.tag}:rfm:{fm_class}"
+
     def dedup(self, day: int) -> str:
         """Set: 8-byte digests of the event ids whose ts falls on `day` (days since epoch)."""
         return f"{self.tag}:dd:{day}"

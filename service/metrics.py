@@ -63,6 +63,13 @@ class WorkerMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
             **kw,  # type: ignore[arg-type]
         )
+        self.time_to_convert = Histogram(
+            f"{PREFIX}_time_to_convert_seconds",
+            "Time from a user's first event to reaching a funnel stage (index into the profile's funnel).",
+            ["stage"],
+            buckets=[b / 1000 for b in BOUNDS_MS],
+            **kw,  # type: ignore[arg-type]
+        )
         self.consumer_lag = Gauge(
             f"{PREFIX}_consumer_lag_messages",
             "Messages of a partition not yet applied (high watermark minus next offset).",
@@ -122,6 +129,10 @@ class WorkerMetrics:
         observe = self.lag.observe
         for ts in event_times:
             observe(max(0, committed_at_ms - ts) / 1000)
+
+    def record_conversions(self, conversions: list[tuple[int, int]]) -> None:
+        for stage, ms in conversions:
+            self.time_to_convert.labels(str(stage)).observe(ms / 1000)
 
     def record_gaps(self, gaps: list[tuple[str, int]]) -> None:
         for channel, gap_ms in gaps:

@@ -85,6 +85,11 @@ class PopulationCollector(Collector):
             payers.add_metric([ch], totals.get(ctr.payers(ch), 0))
             orders.add_metric([ch], totals.get(ctr.orders(ch), 0))
             revenue.add_metric([ch], totals.get(ctr.revenue(ch), 0))
+        segments = GaugeMetricFamily(
+            f"{PREFIX}_rfm_users", "Users per RFM segment at the clock.", labels=["segment"]
+        )
+        for segment, n in (await q.rfm_segments(now)).items():
+            segments.add_metric([segment], n)
         today = now // DAY_MS
         for after_days in q.profile.retention_days:
             for ch in channels:

@@ -221,6 +221,7 @@ class PartitionProcessor:
         if self.metrics:
             self.metrics.record_counts(result.counts)
             self.metrics.record_gaps(result.gaps)
+            self.metrics.record_conversions(result.conversions)
             self.metrics.record_sums(result.sums)
             self.metrics.record_lag(int(self.wall_clock() * 1000), [e.ts for e in fresh])
         return stats

@@ -14,6 +14,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from service.core import counters as ctr
+from service.core import indicators as ind
+from service.core.batch import rfm_class
 from service.core.durations import DAY_MS
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
@@ -64,6 +66,7 @@ class Queries:
         return {
             "user_id": user_id,
             "state": state_at(rec.first_seen, rec.last_active, now, self.profile.thresholds).value,
+            "rfm_segment": rfm_segment(rec, now, self.profile),
             "as_of": now,
             "funnel_stage": stage,
             **rec.to_json(),
@@ -149,7 +152,55 @@ class Queries:
         )
         if channel is None:
             body["by_channel"] = [{"channel": ch, **blocks[ch]} for ch in channels]
+            quality = ind.channel_quality(
+                totals, await self.cohort_totals(), ind.clock_day(now), self.profile
+            )
+            body["channel_quality"] = [{"channel": ch, **q} for ch, q in quality.items()]
+            body["rfm_segments"] = await self.rfm_segments(now)
+            body["time_to_convert"] = ind.time_to_convert(totals, self.profile)
+            body["high_value_by_month"] = ind.high_value_by_month(totals)
         return body
+
+    async def rfm_segments(self, now: int) -> dict[str, int]:
+        """Users per RFM segment at the clock, from range counts (recency) on the class indexes."""
+        rfm = self.profile.rfm
+        channels = await self._channels(None)
+        pipe = self.redis.pipeline(transaction=False)
+        for k, chans in zip(self.parts, channels, strict=True):
+            for ch in chans:
+                pipe.zcard(k.active(ch))
+                pipe.zcount(k.active(ch), f"({now - rfm.recency}", "+inf")
+            for fm_class in (1, 2, 3):
+                pipe.zcard(k.rfm(fm_class))
+                pipe.zcount(k.rfm(fm_class), f"({now - rfm.recency}", "+inf")
+        replies = iter(await pipe.execute())
+        total = recent = 0
+        per_class = {c: [0, 0] for c in (1, 2, 3)}
+        for chans in channels:
+            for _ in chans:
+                total += next(replies)
+                recent += next(replies)
+            for fm_class in (1, 2, 3):
+                per_class[fm_class][0] += next(replies)
+                per_class[fm_class][1] += next(replies)
+        counts = dict.fromkeys(RFM_SEGMENTS.values(), 0)
+        for fm_class, (size, fresh) in per_class.items():
+            counts[RFM_SEGMENTS[(1, fm_class)]] += fresh
+            counts[RFM_SEGMENTS[(0, fm_class)]] += size - fresh
+        counts[RFM_SEGMENTS[(1, 0)]] += recent - sum(f for _, f in per_class.values())
+        counts[RFM_SEGMENTS[(0, 0)]] += total - recent - sum(s - f for s, f in per_class.values())
+        return counts
+
+    async def cohort_totals(self) -> dict[str, int]:
+        """Every cohort counter summed over partitions (one field per channel and day)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.parts:
+            pipe.hgetall(k.cohorts)
+        total: dict[str, int] = defaultdict(int)
+        for reply in await pipe.execute():
+            for name, value in reply.items():
+                total[as_text(name)] += int(value)
+        return total
 
     async def retention(self, first_day: int, last_day: int, channel: str | None = None) -> dict[str, Any]:
         """Cohorts first seen on each day of `[first_day, last_day]` and how many came back on
@@ -290,6 +341,24 @@ def _indicator_block(
 
 def _iso_day(day: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
+RFM_SEGMENTS: dict[tuple[int, int], str] = {
+    # (recent, frequency/monetary class: 2 = frequent, 1 = high value) -> seed 004's layering
+    (1, 3): "important_value",
+    (1, 1): "important_develop",
+    (0, 3): "important_retain",
+    (0, 1): "important_recall",
+    (1, 2): "general_value",
+    (1, 0): "general_develop",
+    (0, 2): "general_retain",
+    (0, 0): "general_recall",
+}
+
+
+def rfm_segment(rec: UserRecord, now: int, profile: Profile) -> str:
+    recent = 1 if now - rec.last_active < profile.rfm.recency else 0
+    return RFM_SEGMENTS[(recent, rfm_class(rec, profile.rfm))]
 
 
 def _stored_channel(channel: str | None) -> str | None:

@@ -165,6 +165,10 @@ class RedisStore:
             b.add("ZADD", k.active(channel), _score_pairs(scores))
         for channel, scores in result.first_index.items():
             b.add("ZADD", k.first(channel), _score_pairs(scores))
+        for fm_class, members in result.rfm_removals.items():
+            b.add("ZREM", k.rfm(fm_class), list(members))
+        for fm_class, scores in result.rfm_index.items():
+            b.add("ZADD", k.rfm(fm_class), _score_pairs(scores))
         b.add("SADD", k.channels, sorted(result.channels))
         _add_counters(b, k, result.counts, extra_counts, result.sums)
         for day, digests in new_digests.items():

@@ -37,6 +37,8 @@ def reference(events: list[dict[str, Any]], profile: Profile) -> dict[str, RefUs
         if isinstance(ev, str) or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
+        if ev.type == "channel_cost":  # a channel's acquisition cost, not a user's event
+            continue
         user = users.get(ev.user_id)
         if user is None:
             if not profile.is_activity(ev.type):
@@ -206,3 +208,30 @@ def retention(
     for uid, after in back:
         retained[(users[uid].first_seen // 86_400_000, after)] += 1
     return sizes, retained
+
+
+def conversions(events: list[dict[str, Any]], profile: Profile) -> Counter[tuple[int, int]]:
+    """Users reaching each funnel stage, by the gap bucket of the time since first seen (-1: < 1 h)."""
+    from service.core.gaps import gap_bucket
+
+    users = reference(events, profile)
+    seen: set[str] = set()
+    counts: dict[str, Counter[str]] = {u: Counter() for u in users}
+    stage: dict[str, int] = dict.fromkeys(users, -1)
+    out: Counter[tuple[int, int]] = Counter()
+    for raw in events:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen or ev.user_id not in users or ev.type == "channel_cost":
+            continue
+        seen.add(ev.event_id)
+        if ev.ts < users[ev.user_id].first_seen:
+            continue
+        counts[ev.user_id][ev.type] += 1
+        reached = max(
+            (i for i, s in enumerate(profile.funnel) if counts[ev.user_id][s.event] >= s.nth), default=-1
+        )
+        for k in range(stage[ev.user_id] + 1, reached + 1):
+            bucket = gap_bucket(ev.ts - users[ev.user_id].first_seen)
+            out[(k, -1 if bucket is None else bucket)] += 1
+        stage[ev.user_id] = max(stage[ev.user_id], reached)
+    return out

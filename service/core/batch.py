@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
@@ -19,12 +20,13 @@ from service.core.events import Event
 from service.core.funnel import furthest_stage
 from service.core.gaps import gap_bucket
 from service.core.lifecycle import state_at, time_transitions
-from service.core.profile import Profile
+from service.core.profile import Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
 
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
 OTHER_TYPE = "other"
 REGISTRATION = "register"  # the event type that makes a user registered (payment rate's denominator)
+CHANNEL_COST = "channel_cost"  # acquisition cost of `channel` (amount); not a user's activity
 NEW_USER = "-"
 
 
@@ -57,6 +59,9 @@ class BatchResult:
     watermark: int = 0
     channels: set[str] = field(default_factory=set)
     gaps: list[tuple[str, int]] = field(default_factory=list)  # (channel, gap ms) of each return
+    conversions: list[tuple[int, int]] = field(default_factory=list)  # (stage index, ms since first seen)
+    rfm_index: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    rfm_removals: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 def apply_events(
@@ -81,6 +86,8 @@ def apply_events(
     funnel = profile.funnel
     funnel_events = profile.funnel_events
     counted_types = funnel_events | {REGISTRATION}
+    rfm = profile.rfm
+    class_before: dict[str, int] = {}
     retention_bit = {n: 1 << i for i, n in enumerate(profile.retention_days)}
     all_retained = (1 << len(profile.retention_days)) - 1
     revenue_types = profile.revenue_types
@@ -97,11 +104,17 @@ def apply_events(
         if ts > out.watermark:
             out.watermark = ts
         counts[ctr.event_type(ev.type if ev.type in labels else OTHER_TYPE)] += 1
+        if ev.type == CHANNEL_COST:
+            if ev.channel and ev.amount:
+                out.sums[ctr.cost(ev.channel)] += ev.amount
+            counts[ctr.APPLIED] += 1
+            continue
         if uid in live:
             rec = live[uid]
         else:
             found = stored.get(uid)
             rec = live[uid] = found.copy() if found is not None else None
+            class_before[uid] = rfm_class(found, rfm) if found is not None else 0
         active = profile.is_activity(ev.type)
 
         if rec is None:
@@ -122,6 +135,7 @@ def apply_events(
             accounted = max(rec.seen_until, swept)
             for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
                 counts[ctr.transition(a, b)] += 1
+                _count_high_value(counts, rec, a, b, tau, rfm)
             before = state_at(rec.first_seen, rec.last_active, tau, th)
             if ev.channel and rec.channel == NO_CHANNEL:
                 _move_channel(uid, rec, ev.channel, out, profile.retention_days)
@@ -150,6 +164,7 @@ def apply_events(
             after = state_at(rec.first_seen, rec.last_active, tau, th)
             if after != before:
                 counts[ctr.transition(before, after)] += 1
+                _count_high_value(counts, rec, before, after, tau, rfm)
             rec.seen_until = tau
 
         if ev.type in counted_types:
@@ -161,6 +176,10 @@ def apply_events(
                 reached = furthest_stage(rec.counts, funnel)
                 for k in range(rec.stage + 1, reached + 1):
                     counts[ctr.stage(rec.channel, k)] += 1
+                    since_first = ts - rec.first_seen
+                    bucket = gap_bucket(since_first)
+                    counts[ctr.time_to_convert(k, -1 if bucket is None else bucket)] += 1
+                    out.conversions.append((k, since_first))
                 rec.stage = max(rec.stage, reached)
         if ev.type in revenue_types:
             if not rec.orders:
@@ -168,14 +187,22 @@ def apply_events(
             rec.orders += 1
             counts[ctr.orders(rec.channel)] += 1
             if ev.amount:
+                was_high = rec.revenue >= rfm.monetary
                 rec.revenue += ev.amount
                 out.sums[ctr.revenue(rec.channel)] += ev.amount
+                if not was_high and rec.revenue >= rfm.monetary:
+                    counts[ctr.high_value("gained", month_of(ts))] += 1
         counts[ctr.APPLIED] += 1
 
     for uid, maybe in live.items():
         if maybe is None:
             continue
         out.records[uid] = maybe
+        before_class, after_class = class_before.get(uid, 0), rfm_class(maybe, rfm)
+        if before_class and before_class != after_class:
+            out.rfm_removals[before_class].append(uid)
+        if after_class and (after_class != before_class or uid in dirty_active):
+            out.rfm_index[after_class][uid] = maybe.last_active
         if uid in dirty_active:
             out.active_index[maybe.channel][uid] = maybe.last_active
         if uid in dirty_first and maybe.first_seen + keep_first > maybe.seen_until:
@@ -228,4 +255,25 @@ def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: P
     for rec in candidates.values():
         for a, b in time_transitions(rec.first_seen, rec.last_active, max(rec.seen_until, swept), now, th):
             counts[ctr.transition(a, b)] += 1
+            _count_high_value(counts, rec, a, b, now, profile.rfm)
     return counts
+
+
+def rfm_class(rec: UserRecord, rfm: Rfm) -> int:
+    """Frequency and monetary score as two bits (2: frequent, 1: high value); recency is read
+    from `last_active` at the clock, so it needs no class of its own."""
+    return (2 if rec.orders >= rfm.frequency else 0) | (1 if rec.revenue >= rfm.monetary else 0)
+
+
+def month_of(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%Y-%m")
+
+
+def _count_high_value(counts: Counter[str], rec: UserRecord, a: str, b: str, at: int, rfm: Rfm) -> None:
+    """High-value users lost to churn and recalled from it (seed 004's net new high-value users)."""
+    if rec.revenue < rfm.monetary:
+        return
+    if b == "churned" and a not in ("churned", "dead"):
+        counts[ctr.high_value("lost", month_of(at))] += 1
+    elif a in ("churned", "dead") and b in ("new", "retained"):
+        counts[ctr.high_value("recalled", month_of(at))] += 1

@@ -60,6 +60,21 @@ def retained(channel: str, day: int, after_days: int) -> str:
     return f"ret{SEP}{channel}{SEP}{day}{SEP}{after_days}"
 
 
+def cost(channel: str) -> str:
+    """Acquisition cost sent as `channel_cost` events."""
+    return f"cost{SEP}{channel}"
+
+
+def time_to_convert(stage_index: int, bucket: int) -> str:
+    """Users reaching a stage, by the bucket of the time since they were first seen (-1: < 1 h)."""
+    return f"ttc{SEP}{stage_index}{SEP}{bucket}"
+
+
+def high_value(change: str, month: str) -> str:
+    """High-value users `gained` (monetary threshold crossed), `lost` (churned), `recalled`, per month."""
+    return f"hv{SEP}{change}{SEP}{month}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
 
 

@@ -30,6 +30,8 @@ _TOP_LEVEL = {
     "revenue_types",
     "funnel",
     "retention_days",
+    "rfm",
+    "channel_quality",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -58,6 +60,19 @@ class FunnelStage:
 
 
 @dataclass(frozen=True, slots=True)
+class Rfm:
+    """RFM scoring: recent if idle < `recency`; frequent with `frequency` orders; valuable (high
+    value) with `monetary` revenue."""
+
+    recency: int = 30 * 86_400_000
+    frequency: int = 2
+    monetary: float = 500.0
+
+
+QUALITY_METRICS = ("retention", "conversion", "revenue_per_user", "ltv_cac")
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """Everything product-specific the domain rules need."""
 
@@ -68,6 +83,13 @@ class Profile:
     revenue_types: frozenset[str]
     description: str = ""
     retention_days: tuple[int, ...] = (1, 7, 30)
+    rfm: Rfm = Rfm()
+    quality_weights: tuple[tuple[str, float], ...] = (
+        ("retention", 0.3),
+        ("conversion", 0.3),
+        ("revenue_per_user", 0.2),
+        ("ltv_cac", 0.2),
+    )
 
     def is_activity(self, event_type: str) -> bool:
         return self.activity_types is None or event_type in self.activity_types
@@ -120,6 +142,8 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         or frozenset(),
         description=str(data.get("description", "")),
         retention_days=_retention_days(data.get("retention_days", [1, 7, 30]), source),
+        rfm=_rfm(data.get("rfm", {}), source),
+        **_quality(data.get("channel_quality"), source),
     )
 
 
@@ -177,6 +201,43 @@ def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
         seen_steps.add((event, nth))
         stages.append(FunnelStage(name=name, event=event, nth=nth))
     return tuple(stages)
+
+
+def _rfm(section: Any, source: str) -> Rfm:
+    if not isinstance(section, Mapping):
+        raise ProfileError(f"{source}: rfm: expected a mapping with recency, frequency, monetary")
+    unknown = sorted(set(section) - {"recency", "frequency", "monetary"})
+    if unknown:
+        raise ProfileError(f"{source}: rfm.{unknown[0]}: unknown field")
+    base = Rfm()
+    try:
+        recency = parse_duration(section.get("recency", "30d"))
+    except DurationError as exc:
+        raise ProfileError(f"{source}: rfm.recency: {exc}") from exc
+    frequency = section.get("frequency", base.frequency)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        raise ProfileError(f"{source}: rfm.frequency: a number of orders, at least 1")
+    monetary = section.get("monetary", base.monetary)
+    if isinstance(monetary, bool) or not isinstance(monetary, int | float) or monetary <= 0:
+        raise ProfileError(f"{source}: rfm.monetary: a positive amount")
+    return Rfm(recency, frequency, float(monetary))
+
+
+def _quality(section: Any, source: str) -> dict[str, Any]:
+    if section is None:
+        return {}
+    weights = section.get("weights") if isinstance(section, Mapping) else None
+    if not isinstance(weights, Mapping) or set(section) - {"weights"}:
+        raise ProfileError(f"{source}: channel_quality: expected {{weights: {{metric: weight}}}}")
+    unknown = sorted(set(weights) - set(QUALITY_METRICS))
+    if unknown:
+        raise ProfileError(
+            f"{source}: channel_quality.weights.{unknown[0]}: unknown; use {', '.join(QUALITY_METRICS)}"
+        )
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+            raise ProfileError(f"{source}: channel_quality.weights.{name}: a non-negative number")
+    return {"quality_weights": tuple((m, float(weights.get(m, 0))) for m in QUALITY_METRICS)}
 
 
 def _retention_days(value: Any, source: str) -> tuple[int, ...]:

@@ -29,7 +29,9 @@ class UserRecord:
     retained: int = 0  # bit i set: active on day retention_days[i] after the first-seen day
 
     def pack(self) -> bytes:
-        revenue: float | int = int(self.revenue) if self.revenue.is_integer() else self.revenue
+        # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
+        whole = self.revenue.is_integer() and abs(self.revenue) < 2**53
+        revenue: float | int = int(self.revenue) if whole else self.revenue
         return orjson.dumps(
             [
                 self.first_seen,

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
 
 from service.api import create_api
 from service.core.durations import DAY_MS
+from service.queries import RFM_SEGMENTS
 from tests import reference as ref
 from tests.stack import Stack, history
 
 pytestmark = pytest.mark.integration
+
+
+def _crossing_month(events: list[dict[str, object]], uid: str, threshold: float) -> str:
+    total = 0.0
+    for e in events:
+        if e["user_id"] == uid and e["type"] in ("order", "renew") and e.get("amount"):
+            total += float(e["amount"])  # type: ignore[arg-type]
+            if total >= threshold:
+                return datetime.fromtimestamp(int(e["ts"]) / 1000, UTC).strftime("%Y-%m")  # type: ignore[call-overload]
+    raise AssertionError(uid)
 
 
 def _iso(day: int) -> str:
@@ -50,6 +61,18 @@ def expected(users: dict[str, ref.RefUser], now: int, channel: str | None) -> di
 async def test_indicators_and_population_metrics_match_the_history(stack: Stack) -> None:
     s = stack.settings
     events = history(users=600)
+    costs = [
+        {
+            "event_id": f"cost-{ch}",
+            "user_id": f"cost:{ch}",
+            "type": "channel_cost",
+            "ts": events[0]["ts"],
+            "channel": ch,
+            "amount": amount,
+        }
+        for ch, amount in (("ads", 5000.0), ("social", 1200.0))
+    ]
+    events = costs + events
     stack.publish(events)
     worker = stack.worker()
     try:
@@ -100,6 +123,49 @@ async def test_indicators_and_population_metrics_match_the_history(stack: Stack)
         assert [c["cohort"] for c in one["cohorts"]] == [_iso(first_day)]
         assert (await api.get("/retention")).status_code == 422
         assert (await api.get("/retention", params={"cohort": "2024-13-01"})).status_code == 422
+
+        # RFM segments, exact at the clock
+        body = (await api.get("/indicators")).json()
+        rfm = profile.rfm
+        want_segments: dict[str, int] = {}
+        for u in users.values():
+            recent = 1 if now - u.last_active < rfm.recency else 0
+            fm = (2 if u.orders >= rfm.frequency else 0) | (1 if u.revenue >= rfm.monetary else 0)
+            name = RFM_SEGMENTS[(recent, fm)]
+            want_segments[name] = want_segments.get(name, 0) + 1
+        assert {k: v for k, v in body["rfm_segments"].items() if v} == want_segments
+        some = next(iter(users))
+        user = (await api.get(f"/users/{some}")).json()
+        u = users[some]
+        recent = 1 if now - u.last_active < rfm.recency else 0
+        fm = (2 if u.orders >= rfm.frequency else 0) | (1 if u.revenue >= rfm.monetary else 0)
+        assert user["rfm_segment"] == RFM_SEGMENTS[(recent, fm)]
+
+        # time to convert, per stage and bucket
+        conversions = ref.conversions(events, profile)
+        for i, stage in enumerate(body["time_to_convert"]):
+            assert stage["users"] == sum(n for (k, _), n in conversions.items() if k == i)
+            got = [b["count"] for b in stage["buckets"]]
+            assert got == [conversions[(i, b)] for b in range(-1, len(got) - 1)], stage["stage"]
+
+        # channel quality: cost and CAC from channel_cost events, score in [0, 1]
+        quality = {q["channel"]: q for q in body["channel_quality"]}
+        for ch, amount in (("ads", 5000.0), ("social", 1200.0)):
+            members = sum(1 for u in users.values() if (u.channel or "-") == ch)
+            assert quality[ch]["cost"] == amount and quality[ch]["cac"] == pytest.approx(amount / members)
+        assert all(0 <= q["score"] <= 1 for q in quality.values())
+        assert quality["organic"]["cac"] is None
+
+        # net new high-value users: gained when revenue crosses the monetary threshold
+        gained: dict[str, int] = {}
+        for uid, u in users.items():
+            if u.revenue >= rfm.monetary:
+                gained[_crossing_month(events, uid, rfm.monetary)] = (
+                    gained.get(_crossing_month(events, uid, rfm.monetary), 0) + 1
+                )
+        months = {m["month"]: m for m in body["high_value_by_month"]}
+        assert {m: v["gained"] for m, v in months.items() if v["gained"]} == gained
+        assert all(m["net_new"] == m["gained"] + m["recalled"] - m["lost"] for m in months.values())
 
         text = (await api.get("/metrics")).text
         for channel in channels:

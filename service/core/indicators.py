@@ -1,0 +1,102 @@
+"""Indicators derived from counters: channel quality, time to convert, net new high-value users.
+
+Pure functions of the summed counters (and the clock's day), so the API and the tests
+compute them the same way.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from service.core import counters as ctr
+from service.core.durations import DAY_MS, format_duration
+from service.core.gaps import BOUNDS_MS
+from service.core.profile import Profile
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def retention_day(profile: Profile) -> int:
+    """The day-N retention channel quality uses: 7 if configured, else the first configured N."""
+    return 7 if 7 in profile.retention_days else profile.retention_days[0]
+
+
+def channel_quality(
+    totals: Mapping[str, float], cohorts: Mapping[str, int], today: int, profile: Profile
+) -> dict[str, dict[str, Any]]:
+    """Per channel (seed 002's channel rating): new users, day-N retention, conversion to a first
+    order, revenue per user, cost, CAC (cost per new user), LTV (revenue per user) / CAC, and a
+    weighted score: each metric divided by its best channel's value, weighted by the profile."""
+    n = retention_day(profile)
+    cohort_users: dict[str, int] = defaultdict(int)
+    retained: dict[str, int] = defaultdict(int)
+    for name, value in cohorts.items():
+        parts = ctr.split(name)
+        if parts[0] == "cohort" and int(parts[2]) <= today - n:
+            cohort_users[parts[1]] += value
+        elif parts[0] == "ret" and int(parts[3]) == n:
+            retained[parts[1]] += value
+    channels = sorted(
+        {ctr.split(k)[1] for k in totals if k.startswith(("users|", "cost|"))} | set(cohort_users)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for ch in channels:
+        users = int(totals.get(ctr.users(ch), 0))
+        revenue = float(totals.get(ctr.revenue(ch), 0.0))
+        cost = float(totals.get(ctr.cost(ch), 0.0))
+        cac = _ratio(cost, users) if cost else None
+        ltv = _ratio(revenue, users)
+        out[ch] = {
+            "new_users": users,
+            "retention": _ratio(retained[ch], cohort_users[ch]),
+            "retention_day": n,
+            "conversion": _ratio(totals.get(ctr.payers(ch), 0), users),
+            "revenue_per_user": ltv,
+            "cost": round(cost, 2),
+            "cac": cac,
+            "ltv": ltv,
+            "ltv_cac": _ratio(ltv, cac) if ltv is not None and cac else None,
+        }
+    best = {m: max((q[m] or 0.0) for q in out.values()) if out else 0.0 for m, _ in profile.quality_weights}
+    for q in out.values():
+        q["score"] = round(
+            sum(w * ((q[m] or 0.0) / best[m] if best[m] else 0.0) for m, w in profile.quality_weights), 4
+        )
+    return out
+
+
+def time_to_convert(totals: Mapping[str, float], profile: Profile) -> list[dict[str, Any]]:
+    """Per funnel stage: users who reached it, by time since first seen (log buckets from 1 h)."""
+    counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for name, value in totals.items():
+        if name.startswith("ttc|"):
+            _, index, bucket = ctr.split(name)
+            counts[int(index)][int(bucket)] += int(value)
+    out = []
+    for i, stage in enumerate(profile.funnel):
+        per = counts.get(i, {})
+        buckets = [{"from": "0", "count": per.get(-1, 0)}]
+        buckets += [{"from": format_duration(b), "count": per.get(j, 0)} for j, b in enumerate(BOUNDS_MS)]
+        out.append({"stage": stage.name, "users": sum(per.values()), "buckets": buckets})
+    return out
+
+
+def high_value_by_month(totals: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Seed 004: monthly net new high-value users = gained + recalled - lost to churn."""
+    months: dict[str, dict[str, int]] = defaultdict(lambda: {"gained": 0, "recalled": 0, "lost": 0})
+    for name, value in totals.items():
+        if name.startswith("hv|"):
+            _, change, month = ctr.split(name)
+            months[month][change] += int(value)
+    return [
+        {"month": m, **v, "net_new": v["gained"] + v["recalled"] - v["lost"]}
+        for m, v in sorted(months.items())
+    ]
+
+
+def clock_day(now_ms: int) -> int:
+    return now_ms // DAY_MS
