@@ -293,10 +293,13 @@ def generate(
     user_prefix: str = "u",
 ) -> Iterator[dict[str, Any]]:
     """Canonical events of `users` users over `days` days from `start_ms`, in ts order."""
-    plan = _plan(profile)
-    rng = random.Random(seed)
-    model = _Model(rng, plan, user_prefix, f"g{seed}-")
-    end_ms = start_ms + int(days * DAY_MS)
+    if users < 0 or days < 0:
+        raise ValueError(f"users and days must not be negative (users={users}, days={days})")
+    model = _Model(random.Random(seed), _plan(profile), user_prefix, f"g{seed}-")
+    return _stream(model, users, start_ms, start_ms + int(days * DAY_MS), seed)
+
+
+def _stream(model: _Model, users: int, start_ms: int, end_ms: int, seed: int) -> Iterator[dict[str, Any]]:
     arrivals = _arrivals(random.Random(f"arrivals-{seed}"), users, start_ms, end_ms - start_ms)
     heap: list[tuple[int, int, _User]] = []  # next session of each user still to come back
     pending: list[tuple[int, int, dict[str, Any]]] = []  # drawn events, released in ts order
@@ -409,12 +412,16 @@ def generate_live(
     plan = _plan(profile)
     prefix = f"live{seed}-" if user_prefix is None else user_prefix
     pool: dict[int, _User] = {}
-    prev = clock() - int(tick_s * 1000)
-    model = _Model(rng, plan, prefix, f"l{seed}.{prev:x}-")
+    tick_ms = int(tick_s * 1000)
+    prev = 0
+    model: _Model | None = None
     owed = 0.0
     while True:
         started = time.monotonic()
         now = clock()
+        if model is None:
+            prev = now - tick_ms
+            model = _Model(rng, plan, prefix, f"l{seed}.{now:x}-")
         span = max(now - prev, 1)
         owed += rate_per_s * span / 1000
         batch: list[dict[str, Any]] = []

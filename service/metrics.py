@@ -70,6 +70,13 @@ class WorkerMetrics:
             buckets=[b / 1000 for b in BOUNDS_MS],
             **kw,  # type: ignore[arg-type]
         )
+        self.redis_seconds = Histogram(
+            f"{PREFIX}_redis_duration_seconds",
+            "Worker Redis round trips: `load` (a batch's state) and `commit` (the fenced script).",
+            ["operation"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            **kw,  # type: ignore[arg-type]
+        )
         self.consumer_lag = Gauge(
             f"{PREFIX}_consumer_lag_messages",
             "Messages of a partition not yet applied (high watermark minus next offset).",
@@ -118,6 +125,8 @@ class WorkerMetrics:
         for outcome in OUTCOMES:
             self.events.labels(outcome)
         self.batches.labels("events")
+        self.redis_load = self.redis_seconds.labels("load")
+        self.redis_commit = self.redis_seconds.labels("commit")
         self.batches.labels("sweep")
 
     def record_sums(self, sums: Mapping[str, float]) -> None:

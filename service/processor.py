@@ -147,7 +147,10 @@ class PartitionProcessor:
             decoded.append((offset, key, items, rejected))
 
         mine = [uid for uid, p in owner.items() if p == partition]
+        started = time.perf_counter()
         snap = await self.store.load(partition, mine, digests)
+        if self.metrics:
+            self.metrics.redis_load.observe(time.perf_counter() - started)
         if snap.meta.gen != gen:
             raise FencedError(f"owner generation is {snap.meta.gen!r}, ours is {gen!r}")
         applied_offset = snap.meta.applied_offset
@@ -209,6 +212,7 @@ class PartitionProcessor:
             ctr.REJECTED: stats.rejected,
             ctr.MISROUTED: stats.misrouted,
         }
+        started = time.perf_counter()
         await self.store.commit_batch(
             partition,
             snap.meta,
@@ -219,6 +223,7 @@ class PartitionProcessor:
             extra_counts=extra,
         )
         if self.metrics:
+            self.metrics.redis_commit.observe(time.perf_counter() - started)
             self.metrics.record_counts(result.counts)
             self.metrics.record_gaps(result.gaps)
             self.metrics.record_conversions(result.conversions)

@@ -113,11 +113,19 @@ def wait_applied(
     timeout: float,
     proc: ServiceProcess,
 ) -> None:
-    """Wait until every message of the topic is committed to Redis by the worker."""
-    ends = end_offsets(bootstrap, topic, partitions)
+    """Wait until every message of the topic is committed to Redis by the worker.
 
-    def done() -> bool:
-        applied = applied_offsets(redis_url, prefix, partitions)
-        return all(ends[p] == 0 or applied[p] >= ends[p] - 1 for p in range(partitions))
+    End offsets are read again once reached: the worker itself may have appended to the
+    topic meanwhile (events re-routed to their owner's partition).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ends = end_offsets(bootstrap, topic, partitions)
 
-    wait_for(done, timeout, f"all of {topic} applied", proc)
+        def done(ends: dict[int, int] = ends) -> bool:
+            applied = applied_offsets(redis_url, prefix, partitions)
+            return all(ends[p] == 0 or applied[p] >= ends[p] - 1 for p in range(partitions))
+
+        wait_for(done, max(deadline - time.monotonic(), 1), f"all of {topic} applied", proc)
+        if end_offsets(bootstrap, topic, partitions) == ends:
+            return

@@ -146,6 +146,11 @@ def apply_events(
                 if old_day != new_day:  # the cohort follows the earliest event seen
                     counts[ctr.cohort(rec.channel, old_day)] -= 1
                     counts[ctr.cohort(rec.channel, new_day)] += 1
+                    # retention counted against the old first day no longer holds: withdraw it
+                    for i, after_days in enumerate(profile.retention_days):
+                        if rec.retained & (1 << i):
+                            counts[ctr.retained(rec.channel, old_day, after_days)] -= 1
+                    rec.retained = 0
                 rec.first_seen = ts
                 dirty_first.add(uid)
             if active and rec.retained != all_retained:

@@ -115,6 +115,8 @@ def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | s
     channel = doc.get("channel")
     if channel is not None and (not isinstance(channel, str) or not _TOKEN.fullmatch(channel)):
         return "channel must be a string of 1..64 characters from [A-Za-z0-9_.-]"
+    if channel == "-":
+        return "channel '-' is reserved for users seen without a channel; omit the field instead"
     amount = doc.get("amount")
     if amount is not None:
         if isinstance(amount, bool) or not isinstance(amount, int | float):

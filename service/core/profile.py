@@ -8,6 +8,7 @@ field it is about, because a bad profile must fail at start-up, not mid-stream.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -125,7 +126,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
     """Validate a decoded profile document into a `Profile`."""
     if not isinstance(data, Mapping):
         raise ProfileError(f"{source}: expected a mapping at the top level")
-    unknown = sorted(set(data) - _TOP_LEVEL)
+    unknown = sorted(str(k) for k in set(data) - _TOP_LEVEL)
     if unknown:
         raise ProfileError(
             f"{source}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_LEVEL))}"
@@ -150,7 +151,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
 def _thresholds(section: Any, source: str) -> Thresholds:
     if not isinstance(section, Mapping):
         raise ProfileError(f"{source}: lifecycle: expected a mapping with {', '.join(_LIFECYCLE_KEYS)}")
-    unknown = sorted(set(section) - set(_LIFECYCLE_KEYS))
+    unknown = sorted(str(k) for k in set(section) - set(_LIFECYCLE_KEYS))
     if unknown:
         raise ProfileError(f"{source}: lifecycle.{unknown[0]}: unknown field")
     values: dict[str, int] = {}
@@ -183,7 +184,7 @@ def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
         where = f"{source}: funnel[{i}]"
         if not isinstance(item, Mapping):
             raise ProfileError(f"{where}: expected a mapping with name, event and optional nth")
-        unknown = sorted(set(item) - {"name", "event", "nth"})
+        unknown = sorted(str(k) for k in set(item) - {"name", "event", "nth"})
         if unknown:
             raise ProfileError(f"{where}.{unknown[0]}: unknown field")
         name, event, nth = item.get("name"), item.get("event"), item.get("nth", 1)
@@ -206,7 +207,7 @@ def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
 def _rfm(section: Any, source: str) -> Rfm:
     if not isinstance(section, Mapping):
         raise ProfileError(f"{source}: rfm: expected a mapping with recency, frequency, monetary")
-    unknown = sorted(set(section) - {"recency", "frequency", "monetary"})
+    unknown = sorted(str(k) for k in set(section) - {"recency", "frequency", "monetary"})
     if unknown:
         raise ProfileError(f"{source}: rfm.{unknown[0]}: unknown field")
     base = Rfm()
@@ -218,7 +219,7 @@ def _rfm(section: Any, source: str) -> Rfm:
     if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
         raise ProfileError(f"{source}: rfm.frequency: a number of orders, at least 1")
     monetary = section.get("monetary", base.monetary)
-    if isinstance(monetary, bool) or not isinstance(monetary, int | float) or monetary <= 0:
+    if isinstance(monetary, bool) or not isinstance(monetary, int | float) or not 0 < monetary < math.inf:
         raise ProfileError(f"{source}: rfm.monetary: a positive amount")
     return Rfm(recency, frequency, float(monetary))
 
@@ -229,13 +230,13 @@ def _quality(section: Any, source: str) -> dict[str, Any]:
     weights = section.get("weights") if isinstance(section, Mapping) else None
     if not isinstance(weights, Mapping) or set(section) - {"weights"}:
         raise ProfileError(f"{source}: channel_quality: expected {{weights: {{metric: weight}}}}")
-    unknown = sorted(set(weights) - set(QUALITY_METRICS))
+    unknown = sorted(str(k) for k in set(weights) - set(QUALITY_METRICS))
     if unknown:
         raise ProfileError(
             f"{source}: channel_quality.weights.{unknown[0]}: unknown; use {', '.join(QUALITY_METRICS)}"
         )
     for name, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
             raise ProfileError(f"{source}: channel_quality.weights.{name}: a non-negative number")
     return {"quality_weights": tuple((m, float(weights.get(m, 0))) for m in QUALITY_METRICS)}
 
