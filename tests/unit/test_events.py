@@ -310,7 +310,7 @@ valid_events = st.builds(
     user_id=ids,
     type=tokens,
     ts=st.integers(MIN_TS_MS, MAX_TS_MS),
-    channel=st.none() | tokens,
+    channel=st.none() | tokens.filter(lambda c: c != "-"),  # "-" is reserved: no channel
     amount=st.none() | st.floats(-1e12, 1e12, allow_nan=False),
     properties=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=4),
 )
@@ -395,3 +395,10 @@ def test_parse_ts_gives_milliseconds_or_a_reason(value: Any) -> None:
     assert isinstance(got, int | str)
     if isinstance(got, str):
         assert got
+
+
+def test_the_no_channel_marker_is_not_a_channel() -> None:
+    events, bad = decode_message(
+        b'{"event_id": "e", "user_id": "u", "type": "visit", "ts": 1700000000000, "channel": "-"}'
+    )
+    assert events == [] and "reserved" in bad[0].reason
