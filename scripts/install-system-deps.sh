@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the service and its tests need, only those missing:
-# redis-server (state store), a JDK and Maven (Apache Kafka for tests and benchmarks),
-# prometheus (tests that check metrics and rules). Needs root or sudo for apt-get.
+# redis-server (state store) and prometheus (metrics and rules, in `lifecycle dev` and the
+# tests); without --runtime-only also a JDK and Maven (Apache Kafka for tests and
+# benchmarks). Needs root or sudo for apt-get.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ "${1:-}" != "--runtime-only" ]; then
   command -v java >/dev/null || need+=(default-jdk-headless)
   command -v mvn >/dev/null || need+=(maven)
-  command -v prometheus >/dev/null || need+=(prometheus)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+
+import yaml
 
 from service.core.profile import Profile
 from service.embedded import RedisServer, TansuBroker, free_port
@@ -25,10 +28,12 @@ from service.settings import Settings
 
 
 def _child(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", command], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    return _spawn([sys.executable, "-m", "service.cli", command], log_path, env)
+
+
+def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -92,12 +97,20 @@ def run_dev(args: argparse.Namespace) -> None:
         stack.callback(_stop, api)
         _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60, api, api_log)
         _wait_http(f"http://127.0.0.1:{worker_port}/metrics", 90, worker, worker_log)
+        prometheus_line = ""
+        prometheus = _start_prometheus(workdir, api_port, worker_port)
+        if prometheus is not None:
+            proc, prom_port = prometheus
+            stack.callback(_stop, proc)
+            prometheus_line = (
+                f"\n  Prometheus   http://127.0.0.1:{prom_port}  (the project's recording and alert rules)"
+            )
         print(
             f"""
 lifecycle dev is running (profile {profile.name}, clock {settings.clock}); {sent} historical events sent.
   API          http://127.0.0.1:{api_port}      (OpenAPI: /docs; try /lifecycle, /funnel, /users/<id>)
   API metrics  http://127.0.0.1:{api_port}/metrics
-  worker       http://127.0.0.1:{worker_port}/metrics
+  worker       http://127.0.0.1:{worker_port}/metrics{prometheus_line}
   Kafka        {broker.bootstrap}  topics {settings.events_topic}, {settings.dlq_topic}
   Redis        {redis.url}
   logs         {workdir}
@@ -125,6 +138,39 @@ def _feed_live(settings: Settings, profile: Profile, args: argparse.Namespace) -
             publisher.flush()
     finally:
         publisher.close()
+
+
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules"
+
+
+def _start_prometheus(
+    workdir: Path, api_port: int, worker_port: int
+) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Debian's `prometheus`, if installed, scraping the API and the worker every 5 s."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        return None
+    port = 9090 if _port_free(9090) else free_port()
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(RULES / "*.yml")],
+        "scrape_configs": [
+            {"job_name": "lifecycle-api", "static_configs": [{"targets": [f"127.0.0.1:{api_port}"]}]},
+            {"job_name": "lifecycle-worker", "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]},
+        ],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    proc = _spawn(
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        workdir / "prometheus.log",
+    )
+    _wait_http(f"http://127.0.0.1:{port}/-/ready", 30, proc, workdir / "prometheus.log")
+    return proc, port
 
 
 def _port_free(port: int) -> bool:

@@ -79,6 +79,16 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.get(f"{api}/docs").status_code == 200
         metrics = _poll(f"{worker.group(1)}/metrics", lambda r: "lifecycle_events_total" in r.text, 30).text
         assert re.search(r'lifecycle_events_total\{outcome="applied"\} [1-9]', metrics)
+        # Prometheus (Debian's, installed by the set-up) scrapes both and evaluates the project's rules
+        prom = re.search(r"Prometheus\s+(http://127\.0\.0\.1:\d+)", output)
+        assert prom, output
+        query = f"{prom.group(1)}/api/v1/query"
+        for expr in (
+            "sum(lifecycle_users)",
+            "sum(rate(lifecycle_events_total[1m]))",
+            ":lifecycle_payment:ratio",
+        ):
+            _poll(f"{query}?query={expr}", lambda r: r.json()["data"]["result"], 90)
         # live events keep arriving: the total number of events applied grows
         first = httpx.get(f"{api}/lifecycle").json()["total"]
         _poll(f"{api}/lifecycle", lambda r: r.json()["total"] > first, 60)
