@@ -264,8 +264,7 @@ class PartitionProcessor:
         async with self._locks[partition]:
             gen = await self._owner_generation(partition)
             th = self.profile.thresholds
-            meta_now = await self.store.load(partition, (), {})
-            meta = meta_now.meta
+            meta, channels = await self.store.sweep_position(partition)
             if meta.gen != gen:
                 self.release(partition)
                 return 0
@@ -273,7 +272,7 @@ class PartitionProcessor:
             now = self.clock_ms(meta.watermark)
             if swept is None or now is None or now <= swept:
                 return 0
-            meta, candidates, channels = await self.store.sweep_candidates(partition, swept, now, th)
+            candidates = await self.store.sweep_candidates(partition, channels, swept, now, th)
             counts = sweep(candidates, swept, now, self.profile)
             try:
                 await self.store.commit_sweep(

@@ -236,7 +236,8 @@ class Queries:
         cohorts = []
         for day in days:
             retained = {
-                str(n): {"users": back[(day, n)], "rate": _ratio(back[(day, n)], sizes[day])} for n in after
+                str(n): {"users": back[(day, n)], "rate": ind.ratio(back[(day, n)], sizes[day])}
+                for n in after
             }
             cohorts.append({"cohort": _iso_day(day), "users": sizes[day], "retained": retained})
         return {"channel": channel, "after_days": list(after), "cohorts": cohorts}
@@ -310,10 +311,6 @@ class Queries:
 ACTIVE_WINDOWS = {"dau": DAY_MS, "wau": 7 * DAY_MS, "mau": 30 * DAY_MS}
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
-
-
 def _indicator_block(
     totals: dict[str, float], active: dict[str, int] | None, channels: list[str]
 ) -> dict[str, Any]:
@@ -328,14 +325,14 @@ def _indicator_block(
     return {
         "users": users,
         "active": active,
-        "activity_rate": {name: _ratio(n, users) for name, n in active.items()},
+        "activity_rate": {name: ind.ratio(n, users) for name, n in active.items()},
         "registrations": registered,
         "payers": payers,
-        "payment_rate": _ratio(payers, registered),
+        "payment_rate": ind.ratio(payers, registered),
         "orders": orders,
         "gmv": gmv,
-        "aov": _ratio(gmv, orders),
-        "revenue_per_user": _ratio(gmv, users),
+        "aov": ind.ratio(gmv, orders),
+        "revenue_per_user": ind.ratio(gmv, users),
     }
 
 

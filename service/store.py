@@ -181,27 +181,30 @@ class RedisStore:
         b.add("HSET", k.meta, position)
         await self._run(b, meta)
 
-    async def sweep_candidates(
-        self, partition: int, swept: int, now: int, th: Thresholds
-    ) -> tuple[Meta, dict[str, UserRecord], list[str]]:
-        """Users with a change point in `(swept, now]`: range queries, never a scan."""
+    async def sweep_position(self, partition: int) -> tuple[Meta, list[str]]:
+        """The partition's meta and channels, in one round trip: what a sweep starts from."""
         k = self.keys(partition)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(k.meta, META_FIELDS)
         pipe.smembers(k.channels)
         meta_raw, channels_raw = await pipe.execute()
-        channels = sorted(as_text(c) for c in channels_raw)
+        return Meta(*(as_text(v) for v in meta_raw)), sorted(as_text(c) for c in channels_raw)
+
+    async def sweep_candidates(
+        self, partition: int, channels: list[str], swept: int, now: int, th: Thresholds
+    ) -> dict[str, UserRecord]:
+        """Users with a change point in `(swept, now]`: range queries, never a scan."""
+        k = self.keys(partition)
         pipe = self.redis.pipeline(transaction=False)
         for ch in channels:
             for after in (th.silent_after, th.churn_after, th.dead_after):
                 pipe.zrangebyscore(k.active(ch), f"({swept - after}", now - after)
             pipe.zrangebyscore(k.first(ch), f"({swept - th.new_window}", now - th.new_window)
         uids = sorted({as_text(u) for reply in await pipe.execute() for u in reply})
-        records: dict[str, UserRecord] = {}
-        if uids:
-            raws = await self.redis.hmget(k.users, uids)
-            records = {u: UserRecord.unpack(r) for u, r in zip(uids, raws, strict=True) if r is not None}
-        return Meta(*(as_text(v) for v in meta_raw)), records, channels
+        if not uids:
+            return {}
+        raws = await self.redis.hmget(k.users, uids)
+        return {u: UserRecord.unpack(r) for u, r in zip(uids, raws, strict=True) if r is not None}
 
     async def commit_sweep(
         self,

@@ -16,7 +16,8 @@ from service.core.gaps import BOUNDS_MS
 from service.core.profile import Profile
 
 
-def _ratio(a: float, b: float) -> float | None:
+def ratio(a: float, b: float) -> float | None:
+    """a / b, or None where b is zero (a rate of nothing is unknown, not 0)."""
     return a / b if b else None
 
 
@@ -48,18 +49,18 @@ def channel_quality(
         users = int(totals.get(ctr.users(ch), 0))
         revenue = float(totals.get(ctr.revenue(ch), 0.0))
         cost = float(totals.get(ctr.cost(ch), 0.0))
-        cac = _ratio(cost, users) if cost else None
-        ltv = _ratio(revenue, users)
+        cac = ratio(cost, users) if cost else None
+        ltv = ratio(revenue, users)
         out[ch] = {
             "new_users": users,
-            "retention": _ratio(retained[ch], cohort_users[ch]),
+            "retention": ratio(retained[ch], cohort_users[ch]),
             "retention_day": n,
-            "conversion": _ratio(totals.get(ctr.payers(ch), 0), users),
+            "conversion": ratio(totals.get(ctr.payers(ch), 0), users),
             "revenue_per_user": ltv,
             "cost": round(cost, 2),
             "cac": cac,
             "ltv": ltv,
-            "ltv_cac": _ratio(ltv, cac) if ltv is not None and cac else None,
+            "ltv_cac": ratio(ltv, cac) if ltv is not None and cac else None,
         }
     best = {m: max((q[m] or 0.0) for q in out.values()) if out else 0.0 for m, _ in profile.quality_weights}
     for q in out.values():
