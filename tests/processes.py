@@ -104,6 +104,10 @@ def applied_offsets(redis_url: str, prefix: str, partitions: int) -> dict[int, i
         client.close()
 
 
+def _nonempty(ends: dict[int, int]) -> dict[int, int] | None:
+    return ends if sum(ends.values()) else None
+
+
 def wait_applied(
     redis_url: str,
     prefix: str,
@@ -120,7 +124,8 @@ def wait_applied(
     """
     deadline = time.monotonic() + timeout
     while True:
-        ends = end_offsets(bootstrap, topic, partitions)
+        # callers publish first: an empty answer is a broker that has not caught up (seen on Tansu)
+        ends = wait_for(lambda: _nonempty(end_offsets(bootstrap, topic, partitions)), 30, f"{topic} offsets")
 
         def done(ends: dict[int, int] = ends) -> bool:
             applied = applied_offsets(redis_url, prefix, partitions)
