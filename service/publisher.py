@@ -67,6 +67,7 @@ class EventPublisher:
         self.events_sent = 0
         self.messages_sent = 0
         self.messages_acked = 0
+        self.acked_offsets: dict[int, int] = {}  # partition -> highest offset the broker acknowledged
 
     def publish(self, events: Iterable[dict[str, Any]]) -> int:
         """Send `events` (a partly filled envelope included); returns how many. `flush()` awaits the acks."""
@@ -129,9 +130,12 @@ class EventPublisher:
         future.add_errback(self._errors.append)
         self.messages_sent += 1
 
-    def _acked(self, _metadata: Any) -> None:
+    def _acked(self, metadata: Any) -> None:
         with self._lock:
             self.messages_acked += 1
+            partition, offset = metadata.partition, metadata.offset
+            if offset > self.acked_offsets.get(partition, -1):
+                self.acked_offsets[partition] = offset
 
     def _raise_failed(self) -> None:
         if self._errors:

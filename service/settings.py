@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import cached_property
 from typing import Literal
 
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
     app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")
     key_prefix: str = Field("lc", description="prefix of every Redis key")
+    data_dir: str = Field(
+        "", description="Faust's scratch directory (no state lives there); default <tmp>/<app_id>-data"
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     worker_port: int = Field(6066, ge=0, le=65535, description="worker's /metrics and Faust web port")
@@ -59,6 +64,10 @@ class Settings(BaseSettings):
     def first_index_window_ms(self) -> int:
         """How long users stay in the `first_seen` index: the new window or the what-if bound."""
         return max(parse_duration(self.whatif_max_new_window), self.loaded_profile.thresholds.new_window)
+
+    @property
+    def worker_data_dir(self) -> str:
+        return self.data_dir or os.path.join(tempfile.gettempdir(), f"{self.app_id}-data")
 
     @property
     def max_future_ms(self) -> int:

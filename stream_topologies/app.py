@@ -72,6 +72,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
         broker_rebalance_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
         logging_config=None,
+        datadir=settings.worker_data_dir,
     )
     profile = settings.loaded_profile
     store = RedisStore(redis or Redis.from_url(settings.redis_url), settings.key_prefix, settings.dedup_days)

@@ -104,10 +104,6 @@ def applied_offsets(redis_url: str, prefix: str, partitions: int) -> dict[int, i
         client.close()
 
 
-def _nonempty(ends: dict[int, int]) -> dict[int, int] | None:
-    return ends if sum(ends.values()) else None
-
-
 def wait_applied(
     redis_url: str,
     prefix: str,
@@ -116,21 +112,31 @@ def wait_applied(
     partitions: int,
     timeout: float,
     proc: ServiceProcess,
+    acked: dict[int, int] | None = None,
 ) -> None:
     """Wait until every message of the topic is committed to Redis by the worker.
 
-    End offsets are read again once reached: the worker itself may have appended to the
-    topic meanwhile (events re-routed to their owner's partition).
+    `acked` holds the highest offset per partition the broker acknowledged to the test's
+    producer: end offsets are not trusted below it (Tansu answers ListOffsets with the
+    base offset of the last record batch plus one, not the high watermark). End offsets
+    are read again once reached: the worker may have appended meanwhile (events re-routed).
     """
+    acked = acked or {}
     deadline = time.monotonic() + timeout
+
+    def caught_up() -> dict[int, int] | None:
+        ends = end_offsets(bootstrap, topic, partitions)
+        if not sum(ends.values()):
+            return None
+        return {p: max(end, acked.get(p, -1) + 1) for p, end in ends.items()}
+
     while True:
-        # callers publish first: an empty answer is a broker that has not caught up (seen on Tansu)
-        ends = wait_for(lambda: _nonempty(end_offsets(bootstrap, topic, partitions)), 30, f"{topic} offsets")
+        ends = wait_for(caught_up, 30, f"{topic} offsets")
 
         def done(ends: dict[int, int] = ends) -> bool:
             applied = applied_offsets(redis_url, prefix, partitions)
             return all(ends[p] == 0 or applied[p] >= ends[p] - 1 for p in range(partitions))
 
         wait_for(done, max(deadline - time.monotonic(), 1), f"all of {topic} applied", proc)
-        if end_offsets(bootstrap, topic, partitions) == ends:
+        if caught_up() == ends:
             return

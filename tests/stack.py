@@ -7,7 +7,7 @@ session's broker and redis-server, and compare what the API reports with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Stack:
     env: dict[str, str]
     settings: Settings
     workdir: Path
+    published: dict[int, int] = field(default_factory=dict)  # partition -> highest acknowledged offset
 
     def worker(self) -> ServiceProcess:
         return ServiceProcess("worker", self.env, self.workdir / "worker.log").start()
@@ -47,6 +48,8 @@ class Stack:
         try:
             pub.publish(events)
             pub.flush()
+            for p, offset in pub.acked_offsets.items():
+                self.published[p] = max(self.published.get(p, -1), offset)
         finally:
             pub.close()
 
@@ -68,7 +71,16 @@ class Stack:
 
     def wait_applied(self, proc: ServiceProcess, timeout: float = 120) -> None:
         s = self.settings
-        wait_applied(s.redis_url, s.key_prefix, s.kafka_bootstrap, s.events_topic, PARTITIONS, timeout, proc)
+        wait_applied(
+            s.redis_url,
+            s.key_prefix,
+            s.kafka_bootstrap,
+            s.events_topic,
+            PARTITIONS,
+            timeout,
+            proc,
+            self.published,
+        )
 
 
 def visit(eid: str, uid: str, ts: int, etype: str = "visit", **extra: Any) -> dict[str, Any]:
