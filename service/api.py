@@ -198,6 +198,23 @@ def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
             raise HTTPException(404, f"no user {user_id!r}")
         return found
 
+    @app.get("/users/{user_id}/triggers", responses={404: {"description": "unknown user"}})
+    async def get_user_triggers(
+        user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
+    ) -> dict[str, Any]:
+        """A user's scheduled triggers (due times, epoch ms) and the last fired ones with outcomes."""
+        found = await queries.user_triggers(user_id)
+        if found is None:
+            raise HTTPException(404, f"no user {user_id!r}")
+        return found
+
+    @app.get("/triggers/summary")
+    async def get_trigger_summary(channel: ChannelParam = None) -> dict[str, Any]:
+        """Per trigger type and channel: sent, held out, capped, suppressed, cancelled, deferred;
+        delivered, click-through, payment click and payment rates; recall success and conversion
+        for the treated and the holdout group, and the uplift between them."""
+        return await queries.trigger_summary(channel)
+
     @app.get("/lifecycle", response_model=Lifecycle)
     async def get_lifecycle(channel: ChannelParam = None) -> dict[str, Any]:
         """Exact number of users in each lifecycle state at the current clock."""

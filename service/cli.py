@@ -32,12 +32,17 @@ def _settings() -> Settings:
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the events and dead-letter topics with the configured partitions if missing."""
+    """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
     from service.topics import create_topics
 
     create_topics(
         settings.kafka_bootstrap,
-        {settings.events_topic: settings.partitions, settings.dlq_topic: settings.partitions},
+        {
+            settings.events_topic: settings.partitions,
+            settings.dlq_topic: settings.partitions,
+            # one trigger partition per events partition: each has a single writer, its owner
+            settings.triggers_topic: settings.partitions,
+        },
     )
 
 

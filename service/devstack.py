@@ -111,7 +111,8 @@ lifecycle dev is running (profile {profile.name}, clock {settings.clock}); {sent
   API          http://127.0.0.1:{api_port}      (OpenAPI: /docs; try /lifecycle, /funnel, /users/<id>)
   API metrics  http://127.0.0.1:{api_port}/metrics
   worker       http://127.0.0.1:{worker_port}/metrics{prometheus_line}
-  Kafka        {broker.bootstrap}  topics {settings.events_topic}, {settings.dlq_topic}
+  Kafka        {broker.bootstrap}
+  topics       {settings.events_topic}, {settings.dlq_topic}, {settings.triggers_topic}
   Redis        {redis.url}
   logs         {workdir}
 live demo events: {args.rate:g}/s. Ctrl-C stops everything.""",

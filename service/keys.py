@@ -54,6 +54,16 @@ class PartitionKeys:
         """Sorted set: users of an RFM frequency/monetary class (1..3) scored by last_active."""
         return f"{self.tag}:rfm:{fm_class}"
 
+    @property
+    def due(self) -> str:
+        """Sorted set: users with pending triggers, scored by the earliest due time."""
+        return f"{self.tag}:due"
+
+    @property
+    def outbox(self) -> str:
+        """Stream: fired triggers (CloudEvents) committed with the state, not yet relayed to Kafka."""
+        return f"{self.tag}:outbox"
+
     def dedup(self, day: int) -> str:
         """Set: 8-byte digests of the event ids whose ts falls on `day` (days since epoch)."""
         return f"{self.tag}:dd:{day}"

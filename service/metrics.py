@@ -7,12 +7,15 @@ the API process (see `service.collectors`), so several workers never double coun
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.core import counters as ctr
 from service.core.gaps import BOUNDS_MS
+from service.core.records import NO_CHANNEL
+from service.core.trigger_rules import KINDS
+from service.core.triggers import STATUSES, Fired
 
 PREFIX = "lifecycle"
 OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed")
@@ -118,6 +121,31 @@ class WorkerMetrics:
             "Batches dropped because another worker owns the partition now.",
             **kw,  # type: ignore[arg-type]
         )
+        self.triggers = Counter(
+            f"{PREFIX}_triggers_total",
+            "Triggers by type and what happened to them (sent, held_out, capped, suppressed, "
+            "cancelled, deferred), by channel.",
+            ["type", "status", "channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.trigger_outcomes = Counter(
+            f"{PREFIX}_trigger_outcomes_total",
+            "Outcomes attributed to fired triggers (delivered, clicks, payments, return, order), "
+            "in the treated or the holdout group.",
+            ["type", "outcome", "group", "channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.advisor_triggers = Counter(
+            f"{PREFIX}_triggers_advisor_total",
+            "Fired triggers flagged for the advisor channel (high-value users).",
+            ["type"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.relayed = Counter(
+            f"{PREFIX}_outbox_relayed_total",
+            "Trigger CloudEvents relayed from the Redis outbox to the trigger topic (acknowledged).",
+            **kw,  # type: ignore[arg-type]
+        )
         self._init_children()
 
     def _init_children(self) -> None:
@@ -128,6 +156,15 @@ class WorkerMetrics:
         self.redis_load = self.redis_seconds.labels("load")
         self.redis_commit = self.redis_seconds.labels("commit")
         self.batches.labels("sweep")
+        for kind in KINDS:
+            for status in STATUSES:
+                self.triggers.labels(kind, status, NO_CHANNEL)
+            self.advisor_triggers.labels(kind)
+
+    def record_triggers(self, fired: Sequence[Fired]) -> None:
+        for f in fired:
+            if f.advisor:
+                self.advisor_triggers.labels(f.kind).inc()
 
     def record_sums(self, sums: Mapping[str, float]) -> None:
         for name, delta in sums.items():
@@ -159,5 +196,9 @@ class WorkerMetrics:
                 self.events_by_type.labels(parts[1]).inc(delta)
             elif parts[0] == "stage":
                 self.stage_entries.labels(parts[2], parts[1]).inc(delta)
+            elif parts[0] == "tg":
+                self.triggers.labels(parts[1], parts[3], parts[2]).inc(delta)
+            elif parts[0] == "to":
+                self.trigger_outcomes.labels(parts[1], parts[4], parts[3], parts[2]).inc(delta)
             elif parts[0] == "orders":
                 self.orders.labels(parts[1]).inc(delta)

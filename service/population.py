@@ -96,7 +96,20 @@ class PopulationCollector(Collector):
                 day = (await q.retention(today - after_days, today - after_days, ch))["cohorts"][0]
                 cohort.add_metric([str(after_days), ch], day["users"])
                 retained.add_metric([str(after_days), ch], day["retained"][str(after_days)]["users"])
+        outbox, scheduled = await q.trigger_backlog()
+        pending = GaugeMetricFamily(
+            f"{PREFIX}_outbox_pending",
+            "Fired triggers committed to the Redis outbox and not yet acknowledged by Kafka.",
+        )
+        pending.add_metric([], outbox)
+        waiting = GaugeMetricFamily(
+            f"{PREFIX}_users_with_scheduled_triggers",
+            "Users with a renewal, expiry, onboarding or deferred trigger scheduled.",
+        )
+        waiting.add_metric([], scheduled)
         self._metrics = [
+            pending,
+            waiting,
             users,
             funnel,
             previous,

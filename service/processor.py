@@ -23,12 +23,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.core import counters as ctr
 from service.core.batch import apply_events, event_digest, sweep
+from service.core.cloudevents import encode as encode_trigger
 from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
+from service.core.triggers import Fired, recall_offsets
 from service.metrics import OUTCOMES, WorkerMetrics
 from service.settings import Settings
-from service.store import ConflictError, FencedError, RedisStore, day_of
+from service.store import ConflictError, FencedError, OutboxEntry, RedisStore, day_of
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,13 @@ class Outgoing:
 
 class Sink(Protocol):
     async def send_and_wait(self, messages: Sequence[Outgoing]) -> None: ...
+
+    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
+        """Values of `header` on the partition's most recent messages (the relay's position)."""
+        ...
+
+
+OUTBOX_HEADER = "x-outbox-id"
 
 
 @dataclass(slots=True)
@@ -82,10 +91,19 @@ class PartitionProcessor:
         self.wall_clock = wall_clock
         self.owned: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._relay_synced: set[int] = set()
+        self._recall_offsets = recall_offsets(profile)
 
     def release(self, partition: int) -> None:
         """Forget ownership (partition revoked); the next batch claims it anew."""
         self.owned.pop(partition, None)
+        self._relay_synced.discard(partition)
+
+    def _outbox(self, fired: Sequence[Fired]) -> list[OutboxEntry]:
+        s = self.settings
+        return [
+            (f.id, f.user_id, encode_trigger(f, s.triggers_source, s.triggers_type_prefix)) for f in fired
+        ]
 
     async def process(self, partition: int, messages: Sequence[Message]) -> BatchStats:
         """Apply `(offset, key, value)` messages of one partition, in offset order.
@@ -221,10 +239,12 @@ class PartitionProcessor:
             new_digests=new_digests,
             swept=swept,
             extra_counts=extra,
+            outbox=self._outbox(result.triggers.fired),
         )
         if self.metrics:
             self.metrics.redis_commit.observe(time.perf_counter() - started)
             self.metrics.record_counts(result.counts)
+            self.metrics.record_triggers(result.triggers.fired)
             self.metrics.record_gaps(result.gaps)
             self.metrics.record_conversions(result.conversions)
             self.metrics.record_sums(result.sums)
@@ -272,16 +292,61 @@ class PartitionProcessor:
             now = self.clock_ms(meta.watermark)
             if swept is None or now is None or now <= swept:
                 return 0
-            candidates = await self.store.sweep_candidates(partition, channels, swept, now, th)
-            counts = sweep(candidates, swept, now, self.profile)
+            candidates = await self.store.sweep_candidates(
+                partition, channels, swept, now, th, self._recall_offsets
+            )
+            result = sweep(candidates, swept, now, self.profile)
             try:
                 await self.store.commit_sweep(
-                    partition, meta, counts, now, channels, self.settings.first_index_window_ms
+                    partition,
+                    meta,
+                    result,
+                    now,
+                    channels,
+                    self.settings.first_index_window_ms,
+                    self._outbox(result.triggers.fired),
                 )
             except FencedError:
                 self.release(partition)
                 return 0
         if self.metrics:
-            self.metrics.record_counts(counts)
+            self.metrics.record_counts(result.counts)
+            self.metrics.record_triggers(result.triggers.fired)
             self.metrics.batches.labels("sweep").inc()
-        return sum(counts.values())
+        return sum(result.counts.values())
+
+    async def relay(self, partition: int) -> int:
+        """Publish the partition's outbox to the trigger topic, oldest first; returns how many.
+
+        Entries are trimmed only after the broker acknowledged them, so a crash in between
+        re-publishes them with the same ids. Each trigger partition has one writer (the
+        owner of the same events partition), so after a claim the relay reads where its
+        predecessor got to from the topic itself and skips what is already there.
+        """
+        if partition not in self.owned:
+            return 0
+        s = self.settings
+        if partition not in self._relay_synced:
+            seen = await self.sink.last_header(s.triggers_topic, partition, OUTBOX_HEADER)
+            if seen:
+                last = max((v.decode() for v in seen), key=_stream_id)
+                await self.store.outbox_trim(partition, last)
+            self._relay_synced.add(partition)
+        entries = await self.store.outbox_read(partition, s.relay_batch)
+        if not entries:
+            return 0
+        await self.sink.send_and_wait(
+            [
+                Outgoing(s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, sid.encode())])
+                for sid, uid, ce in entries
+            ]
+        )
+        await self.store.outbox_trim(partition, entries[-1][0])
+        if self.metrics:
+            self.metrics.relayed.inc(len(entries))
+        return len(entries)
+
+
+def _stream_id(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)

@@ -23,6 +23,8 @@ from service.core.lifecycle import STATES, state_at
 from service.core.partitioning import partition_for
 from service.core.profile import Profile, Thresholds
 from service.core.records import NO_CHANNEL, UserRecord
+from service.core.trigger_summary import trigger_summary
+from service.core.triggers import describe
 from service.keys import PartitionKeys, all_partitions
 from service.store import AnyRedis, as_text
 
@@ -71,6 +73,27 @@ class Queries:
             "funnel_stage": stage,
             **rec.to_json(),
         }
+
+    async def user_triggers(self, user_id: str) -> dict[str, Any] | None:
+        """A user's scheduled (pending) and recently fired triggers, with their outcomes."""
+        k = PartitionKeys(self.prefix, partition_for(user_id, self.partitions))
+        raw = await self.redis.hget(k.users, user_id)
+        if raw is None:
+            return None
+        return {"user_id": user_id, "as_of": await self.now_ms(), **describe(UserRecord.unpack(raw))}
+
+    async def trigger_summary(self, channel: str | None = None) -> dict[str, Any]:
+        totals = await self.counters()
+        return {"as_of": await self.now_ms(), **trigger_summary(totals, _stored_channel(channel))}
+
+    async def trigger_backlog(self) -> tuple[int, int]:
+        """Fired triggers not yet relayed to Kafka, and users with triggers scheduled."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self.parts:
+            pipe.xlen(k.outbox)
+            pipe.zcard(k.due)
+        replies = [int(v) for v in await pipe.execute()]
+        return sum(replies[0::2]), sum(replies[1::2])
 
     async def _channels(self, channel: str | None) -> list[list[str]]:
         if channel is not None:

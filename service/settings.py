@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
     events_topic: str = "user-events"
     dlq_topic: str = "user-events.dlq"
+    triggers_topic: str = Field("lifecycle-triggers", description="CloudEvents of fired triggers")
+    triggers_source: str = Field("/lifecycle", description="CloudEvents `source` of the triggers")
+    triggers_type_prefix: str = Field(
+        "dev.userops", description="CloudEvents `type` is <prefix>.lifecycle.<kind>.v1"
+    )
+    relay_batch: int = Field(500, ge=1, le=10_000, description="outbox entries relayed per round")
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
     app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")
     key_prefix: str = Field("lc", description="prefix of every Redis key")

@@ -8,15 +8,15 @@ the commit script. The sweep of time-driven transitions uses the same commit.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from service.core import counters as ctr
-from service.core.batch import BatchResult
+from service.core.batch import BatchResult, SweepResult
 from service.core.durations import DAY_MS
 from service.core.profile import Thresholds
 from service.core.records import UserRecord
@@ -24,6 +24,8 @@ from service.keys import PartitionKeys
 from service.scripts import COMMIT, MAX_ARGS_PER_CALL
 
 AnyRedis = Redis | RedisCluster
+OutboxEntry = tuple[str, str, bytes]
+"""A fired trigger for the outbox: (trigger id, user id, CloudEvent JSON)."""
 META_FIELDS = ("gen", "offset", "swept", "wm")
 
 
@@ -151,6 +153,7 @@ class RedisStore:
         new_digests: Mapping[int, list[bytes]],
         swept: int | None,
         extra_counts: Mapping[str, int] | None = None,
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         k = self.keys(partition)
         b = CommitBuilder(k)
@@ -170,6 +173,7 @@ class RedisStore:
         for fm_class, scores in result.rfm_index.items():
             b.add("ZADD", k.rfm(fm_class), _score_pairs(scores))
         b.add("SADD", k.channels, sorted(result.channels))
+        _add_triggers(b, k, result.due_index, outbox)
         _add_counters(b, k, result.counts, extra_counts, result.sums)
         for day, digests in new_digests.items():
             b.add("SADD", k.dedup(day), digests)
@@ -191,15 +195,24 @@ class RedisStore:
         return Meta(*(as_text(v) for v in meta_raw)), sorted(as_text(c) for c in channels_raw)
 
     async def sweep_candidates(
-        self, partition: int, channels: list[str], swept: int, now: int, th: Thresholds
+        self,
+        partition: int,
+        channels: list[str],
+        swept: int,
+        now: int,
+        th: Thresholds,
+        recall_offsets: Sequence[int] = (),
     ) -> dict[str, UserRecord]:
-        """Users with a change point in `(swept, now]`: range queries, never a scan."""
+        """Users with a change point, a recall point or a pending trigger due in `(swept, now]`:
+        range queries, never a scan."""
         k = self.keys(partition)
         pipe = self.redis.pipeline(transaction=False)
+        idle = sorted({th.silent_after, th.churn_after, th.dead_after, *recall_offsets})
         for ch in channels:
-            for after in (th.silent_after, th.churn_after, th.dead_after):
+            for after in idle:
                 pipe.zrangebyscore(k.active(ch), f"({swept - after}", now - after)
             pipe.zrangebyscore(k.first(ch), f"({swept - th.new_window}", now - th.new_window)
+        pipe.zrangebyscore(k.due, "-inf", now)
         uids = sorted({as_text(u) for reply in await pipe.execute() for u in reply})
         if not uids:
             return {}
@@ -210,18 +223,38 @@ class RedisStore:
         self,
         partition: int,
         meta: Meta,
-        counts: Mapping[str, int],
+        result: SweepResult,
         now: int,
         channels: list[str],
         first_index_window: int,
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         k = self.keys(partition)
         b = CommitBuilder(k)
-        _add_counters(b, k, counts, None, None)
+        users: list[Any] = []
+        for uid, rec in result.records.items():
+            users += (uid, rec.pack())
+        b.add("HSET", k.users, users)
+        _add_triggers(b, k, result.due_index, outbox)
+        _add_counters(b, k, result.counts, None, None)
         for ch in channels:
             b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - first_index_window])
         b.add("HSET", k.meta, ["swept", now])
         await self._run(b, meta)
+
+    async def outbox_read(self, partition: int, count: int) -> list[tuple[str, str, bytes]]:
+        """The oldest `count` entries of the partition's outbox: (stream id, user id, CloudEvent)."""
+        raw = await self.redis.xrange(self.keys(partition).outbox, "-", "+", count=count)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
+        return [(as_text(sid), as_text(fields[b"u"]), fields[b"ce"]) for sid, fields in entries]
+
+    async def outbox_trim(self, partition: int, through: str) -> None:
+        """Drop the outbox entries up to and including stream id `through` (relayed)."""
+        ms, seq = (int(x) for x in through.split("-"))
+        await self.redis.xtrim(self.keys(partition).outbox, minid=f"{ms}-{seq + 1}", approximate=False)
+
+    async def outbox_length(self, partition: int) -> int:
+        return int(await self.redis.xlen(self.keys(partition).outbox))
 
     async def _run(self, b: CommitBuilder, meta: Meta) -> None:
         keys, argv = b.render(meta.checks())
@@ -235,6 +268,15 @@ class RedisStore:
         raise ConflictError(
             f"meta field {field!r} changed to {current!r} (expected {getattr(meta, field)!r})"
         )
+
+
+def _add_triggers(
+    b: CommitBuilder, k: PartitionKeys, due_index: Mapping[str, int | None], outbox: Sequence[OutboxEntry]
+) -> None:
+    b.add("ZREM", k.due, [uid for uid, due in due_index.items() if due is None])
+    b.add("ZADD", k.due, _score_pairs({uid: due for uid, due in due_index.items() if due is not None}))
+    for tid, uid, payload in outbox:
+        b.add("XADD", k.outbox, ["*", "id", tid, "u", uid, "ce", payload])
 
 
 def _score_pairs(scores: Mapping[str, int]) -> list[Any]:

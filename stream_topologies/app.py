@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +26,7 @@ from service.metrics import WorkerMetrics
 from service.processor import Message, Outgoing, PartitionProcessor
 from service.settings import Settings
 from service.store import RedisStore
+from service.topic_tail import last_header_values
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ log = logging.getLogger(__name__)
 class FaustSink:
     """Sends dead letters and re-routed events through the app's producer, acks awaited."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, bootstrap: list[str]) -> None:
         self.app = app
+        self.bootstrap = bootstrap
 
     async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
         producer = self.app.producer
@@ -41,6 +44,9 @@ class FaustSink:
             await producer.send(m.topic, m.key, m.value, m.partition, None, m.headers) for m in messages
         ]
         await asyncio.gather(*futures)
+
+    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
+        return await last_header_values(self.bootstrap, topic, partition, header)
 
 
 def _free_port() -> int:
@@ -77,7 +83,9 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
     profile = settings.loaded_profile
     store = RedisStore(redis or Redis.from_url(settings.redis_url), settings.key_prefix, settings.dedup_days)
     metrics = WorkerMetrics()
-    processor = PartitionProcessor(store, FaustSink(app), settings, profile, metrics)
+    processor = PartitionProcessor(
+        store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics
+    )
     app.processor = processor  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, partitions=settings.partitions)
 
@@ -110,8 +118,10 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
                 continue
             try:
                 await processor.sweep(tp.partition)
-            except (RedisError, OSError) as exc:  # Redis away: the next tick tries again
-                log.warning("sweep of partition %d skipped: %s", tp.partition, exc)
+                while await processor.relay(tp.partition) >= settings.relay_batch:
+                    pass
+            except (RedisError, OSError, KafkaError) as exc:  # Redis or Kafka away: the next tick tries again
+                log.warning("sweep or relay of partition %d skipped: %s", tp.partition, exc)
                 return
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from service.core.gaps import gap_bucket
 from service.core.lifecycle import state_at, time_transitions
 from service.core.profile import Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
+from service.core.triggers import TriggerLog, attribute, fire_due, next_due, schedule
 
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
 OTHER_TYPE = "other"
@@ -62,6 +63,8 @@ class BatchResult:
     conversions: list[tuple[int, int]] = field(default_factory=list)  # (stage index, ms since first seen)
     rfm_index: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     rfm_removals: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    triggers: TriggerLog = field(default_factory=TriggerLog)
+    due_index: dict[str, int | None] = field(default_factory=dict)  # None: no longer pending
 
 
 def apply_events(
@@ -94,6 +97,12 @@ def apply_events(
     labels = known_types(profile)
     out = BatchResult()
     counts = out.counts
+    tlog = out.triggers
+    tlog.counts = counts
+    rules = profile.triggers
+    schedules = rules.onboarding_after if rules.onboarding_enabled else frozenset()
+    attribution = rules.attribution_window
+    had_pending: set[str] = set()
     live: dict[str, UserRecord | None] = {}
     dirty_active: set[str] = set()
     dirty_first: set[str] = set()
@@ -115,6 +124,8 @@ def apply_events(
             found = stored.get(uid)
             rec = live[uid] = found.copy() if found is not None else None
             class_before[uid] = rfm_class(found, rfm) if found is not None else 0
+            if found is not None and found.pending:
+                had_pending.add(uid)
         active = profile.is_activity(ev.type)
 
         if rec is None:
@@ -136,6 +147,9 @@ def apply_events(
             for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
                 counts[ctr.transition(a, b)] += 1
                 _count_high_value(counts, rec, a, b, tau, rfm)
+            fire_due(uid, rec, accounted, tau, profile, tlog)
+            if rec.recent:
+                attribute(rec, ev, active, ev.type in revenue_types, attribution, counts)
             before = state_at(rec.first_seen, rec.last_active, tau, th)
             if ev.channel and rec.channel == NO_CHANNEL:
                 _move_channel(uid, rec, ev.channel, out, profile.retention_days)
@@ -197,12 +211,19 @@ def apply_events(
                 out.sums[ctr.revenue(rec.channel)] += ev.amount
                 if not was_high and rec.revenue >= rfm.monetary:
                     counts[ctr.high_value("gained", month_of(ts))] += 1
+            schedule(uid, rec, ev, tau, profile, True, tlog)
+        elif ev.type in schedules:
+            schedule(uid, rec, ev, tau, profile, False, tlog)
+        if rec.pending:
+            fire_due(uid, rec, tau, tau, profile, tlog)  # scheduled by a late event: already due
         counts[ctr.APPLIED] += 1
 
     for uid, maybe in live.items():
         if maybe is None:
             continue
         out.records[uid] = maybe
+        if maybe.pending or uid in had_pending:
+            out.due_index[uid] = next_due(maybe)
         before_class, after_class = class_before.get(uid, 0), rfm_class(maybe, rfm)
         if before_class and before_class != after_class:
             out.rfm_removals[before_class].append(uid)
@@ -249,19 +270,40 @@ def _move_channel(
     out.channels.add(channel)
 
 
-def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: Profile) -> Counter[str]:
-    """Transitions that time alone caused in `(swept, now]` for the candidate users.
+@dataclass(slots=True)
+class SweepResult:
+    """What the passing of time changed: transitions counted, triggers fired, records touched."""
 
-    Candidates are the users whose change points fall in that interval (found by range
-    queries on the partition's indexes); anything else has no transition to count.
+    counts: Counter[str] = field(default_factory=Counter)
+    triggers: TriggerLog = field(default_factory=TriggerLog)
+    records: dict[str, UserRecord] = field(default_factory=dict)
+    due_index: dict[str, int | None] = field(default_factory=dict)
+
+
+def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: Profile) -> SweepResult:
+    """Transitions and triggers that time alone caused in `(swept, now]` for the candidate users.
+
+    Candidates are the users with a change point, a recall point or a pending trigger due
+    in that interval (found by range queries on the partition's indexes); anything else
+    has nothing to count or fire. Records are returned only where triggers changed them.
     """
     th = profile.thresholds
-    counts: Counter[str] = Counter()
-    for rec in candidates.values():
-        for a, b in time_transitions(rec.first_seen, rec.last_active, max(rec.seen_until, swept), now, th):
+    out = SweepResult()
+    counts = out.counts
+    out.triggers.counts = counts
+    for uid, rec in candidates.items():
+        accounted = max(rec.seen_until, swept)
+        for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, now, th):
             counts[ctr.transition(a, b)] += 1
             _count_high_value(counts, rec, a, b, now, profile.rfm)
-    return counts
+        before = rec.pack()
+        live = rec.copy()
+        fire_due(uid, live, accounted, now, profile, out.triggers)
+        if live.pack() != before:
+            out.records[uid] = live
+            if rec.pending or live.pending:
+                out.due_index[uid] = next_due(live)
+    return out
 
 
 def rfm_class(rec: UserRecord, rfm: Rfm) -> int:

@@ -75,6 +75,16 @@ def high_value(change: str, month: str) -> str:
     return f"hv{SEP}{change}{SEP}{month}"
 
 
+def trigger(kind: str, channel: str, status: str) -> str:
+    """Triggers of `kind` by what happened to them (`service.core.triggers.STATUSES`)."""
+    return f"tg{SEP}{kind}{SEP}{channel}{SEP}{status}"
+
+
+def trigger_outcome(kind: str, channel: str, group: str, outcome: str) -> str:
+    """Fired triggers with `outcome` attributed, in the `treated` or the `holdout` group."""
+    return f"to{SEP}{kind}{SEP}{channel}{SEP}{group}{SEP}{outcome}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
 
 

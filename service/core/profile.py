@@ -12,7 +12,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from service.core.durations import DurationError, parse_duration
+from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -33,6 +34,7 @@ _TOP_LEVEL = {
     "retention_days",
     "rfm",
     "channel_quality",
+    "triggers",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -91,6 +93,7 @@ class Profile:
         ("revenue_per_user", 0.2),
         ("ltv_cac", 0.2),
     )
+    triggers: TriggerRules = field(default_factory=TriggerRules)
 
     def is_activity(self, event_type: str) -> bool:
         return self.activity_types is None or event_type in self.activity_types
@@ -134,9 +137,20 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
     name = data.get("name", "custom")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProfileError(f"{source}: name: {name!r} must match {_NAME.pattern}")
+    thresholds = _thresholds(data.get("lifecycle"), source)
+    idle_after = {
+        "silent": thresholds.silent_after,
+        "churned": thresholds.churn_after,
+        "dead": thresholds.dead_after,
+    }
+    try:
+        triggers = parse_trigger_rules(data.get("triggers"), source, idle_after)
+    except TriggerRulesError as exc:
+        raise ProfileError(str(exc)) from exc
     return Profile(
         name=name,
-        thresholds=_thresholds(data.get("lifecycle"), source),
+        thresholds=thresholds,
+        triggers=triggers,
         funnel=_funnel(data.get("funnel"), source),
         activity_types=_type_set(data.get("activity_types"), "activity_types", source),
         revenue_types=_type_set(data.get("revenue_types", ["order", "renew"]), "revenue_types", source)

@@ -27,29 +27,36 @@ class UserRecord:
     revenue: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     retained: int = 0  # bit i set: active on day retention_days[i] after the first-seen day
+    # triggers (service.core.triggers); packed only when one of them is set
+    pending: list[list[Any]] = field(default_factory=list)  # scheduled: [due, id, kind, cause, extra]
+    sent: list[int] = field(default_factory=list)  # times of recent sends, for the frequency cap
+    policies: dict[str, int] = field(default_factory=dict)  # policy id -> policy_end
+    recent: list[list[Any]] = field(default_factory=list)  # fired: [id, kind, at, flags]
+    onboarding: int = 0  # when the onboarding window started (0: never)
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
         whole = self.revenue.is_integer() and abs(self.revenue) < 2**53
         revenue: float | int = int(self.revenue) if whole else self.revenue
-        return orjson.dumps(
-            [
-                self.first_seen,
-                self.last_active,
-                self.seen_until,
-                self.channel,
-                self.stage,
-                self.orders,
-                revenue,
-                self.counts,
-                self.retained,
-            ]
-        )
+        fields = [
+            self.first_seen,
+            self.last_active,
+            self.seen_until,
+            self.channel,
+            self.stage,
+            self.orders,
+            revenue,
+            self.counts,
+            self.retained,
+        ]
+        if self.pending or self.sent or self.policies or self.recent or self.onboarding:
+            fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
+        return orjson.dumps(fields)
 
     @classmethod
     def unpack(cls, raw: bytes | str) -> UserRecord:
-        f, la, su, ch, st, orders, revenue, counts, retained = orjson.loads(raw)
-        return cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
+        f, la, su, ch, st, orders, revenue, counts, retained, *tail = orjson.loads(raw)
+        return cls(f, la, su, ch, st, orders, float(revenue), counts, retained, *tail)
 
     def copy(self) -> UserRecord:
         return UserRecord(
@@ -62,6 +69,11 @@ class UserRecord:
             self.revenue,
             dict(self.counts),
             self.retained,
+            [list(p) for p in self.pending],
+            list(self.sent),
+            dict(self.policies),
+            [list(r) for r in self.recent],
+            self.onboarding,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ def stack(broker: Any, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
         "LIFECYCLE_REDIS_URL": redis_url,
         "LIFECYCLE_EVENTS_TOPIC": f"events-{suffix}",
         "LIFECYCLE_DLQ_TOPIC": f"events-{suffix}.dlq",
+        "LIFECYCLE_TRIGGERS_TOPIC": f"triggers-{suffix}",
         "LIFECYCLE_PARTITIONS": str(PARTITIONS),
         "LIFECYCLE_APP_ID": f"lifecycle-{suffix}",
         "LIFECYCLE_KEY_PREFIX": f"t{suffix}",

@@ -25,6 +25,7 @@ from service.core.events import Event
 from service.core.lifecycle import State, state_at
 from service.core.profile import Profile, parse_profile
 from service.core.records import UserRecord
+from service.core.triggers import Fired, recall_offsets
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -39,9 +40,16 @@ FUNNEL = [
     {"name": "first_order", "event": "order"},
     {"name": "repurchase", "event": "order", "nth": 2},
 ]
+# triggers have their own tests (test_triggers.py); here they would only add counters
+NO_TRIGGERS = {
+    "recall": {"silent": False, "churned": False, "dead": False},
+    "renewal": {"enabled": False},
+    "onboarding": {"enabled": False},
+}
 PROFILE = parse_profile(
     {
         "name": "shop",
+        "triggers": NO_TRIGGERS,
         "lifecycle": LIFECYCLE,
         "activity_types": ["visit", "register", "order", "renew"],
         "revenue_types": ["order", "renew"],
@@ -50,7 +58,9 @@ PROFILE = parse_profile(
         "rfm": {"recency": "3d", "frequency": 2, "monetary": 12},
     }
 )
-ALL_ACTIVE = parse_profile({"name": "all_active", "lifecycle": LIFECYCLE, "funnel": FUNNEL})
+ALL_ACTIVE = parse_profile(
+    {"name": "all_active", "lifecycle": LIFECYCLE, "funnel": FUNNEL, "triggers": NO_TRIGGERS}
+)
 TH = PROFILE.thresholds
 
 USERS = ["a", "b", "c", "d"]
@@ -109,6 +119,8 @@ class Store:
     rfm: defaultdict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     removals: list[tuple[str, str]] = field(default_factory=list)
     seen: set[bytes] = field(default_factory=set)
+    due: dict[str, int] = field(default_factory=dict)
+    fired: list[Fired] = field(default_factory=list)
 
     def commit(self, result: BatchResult) -> None:
         """As `store.commit_batch` does: records, removals before additions, counters."""
@@ -130,6 +142,8 @@ class Store:
         self.counts.update(result.counts)
         for key, value in result.sums.items():
             self.sums[key] += value
+        self.fired.extend(result.triggers.fired)
+        self._due(result.due_index)
 
     def apply(self, events: list[Event], swept: int, profile: Profile = PROFILE) -> BatchResult:
         result = apply_events(self.records, events, swept, profile)
@@ -147,7 +161,18 @@ class Store:
         return self.apply(fresh, swept, profile)
 
     def sweep(self, swept: int, now: int, profile: Profile = PROFILE) -> None:
-        self.counts.update(sweep(self.records, swept, now, profile))  # all records: a superset
+        result = sweep(self.records, swept, now, profile)  # all records: a superset
+        self.counts.update(result.counts)
+        self.records.update(result.records)
+        self.fired.extend(result.triggers.fired)
+        self._due(result.due_index)
+
+    def _due(self, due_index: dict[str, int | None]) -> None:
+        for uid, due in due_index.items():
+            if due is None:
+                self.due.pop(uid, None)
+            else:
+                self.due[uid] = due
 
     def totals(self) -> tuple[dict[str, int], dict[str, float]]:
         return nonzero(self.counts), nonzero(self.sums)
@@ -325,14 +350,20 @@ def test_index_range_queries_find_every_sweep_candidate(
             store.apply(batch, swept)
         now = max([swept, *(e.ts for e in batch or [])]) + (gap or 0)
         candidates = {}
+        idle = (TH.silent_after, TH.churn_after, TH.dead_after, *recall_offsets(PROFILE))
         for channel in store.active:
             for uid, last in store.active[channel].items():
-                if any(swept - x < last <= now - x for x in (TH.silent_after, TH.churn_after, TH.dead_after)):
+                if any(swept - x < last <= now - x for x in idle):
                     candidates[uid] = store.records[uid]
             for uid, first in store.first[channel].items():
                 if swept - TH.new_window < first <= now - TH.new_window:
                     candidates[uid] = store.records[uid]
-        assert sweep(candidates, swept, now, PROFILE) == sweep(store.records, swept, now, PROFILE)
+        for uid, due in store.due.items():
+            if due <= now:
+                candidates[uid] = store.records[uid]
+        some, every = sweep(candidates, swept, now, PROFILE), sweep(store.records, swept, now, PROFILE)
+        assert (some.counts, some.records, some.due_index) == (every.counts, every.records, every.due_index)
+        assert sorted(some.triggers.fired, key=repr) == sorted(every.triggers.fired, key=repr)
         store.sweep(swept, now)
         swept = now
 
@@ -842,12 +873,12 @@ def test_the_first_index_window_can_be_longer_than_the_new_window() -> None:
 
 def test_sweep_counts_only_time_since_what_was_accounted() -> None:
     rec = UserRecord(first_seen=T0, last_active=T0, seen_until=T0)
-    assert sweep({"u": rec}, T0, T0 + 3 * DAY, PROFILE) == Counter(
+    assert sweep({"u": rec}, T0, T0 + 3 * DAY, PROFILE).counts == Counter(
         {"tr|new|retained": 1, "tr|retained|silent": 1}
     )
-    assert sweep({"u": rec}, T0 + 3 * DAY, T0 + 4 * DAY, PROFILE) == Counter()
+    assert sweep({"u": rec}, T0 + 3 * DAY, T0 + 4 * DAY, PROFILE).counts == Counter()
     ahead = UserRecord(first_seen=T0, last_active=T0, seen_until=T0 + 3 * DAY)
-    assert sweep({"u": ahead}, T0, T0 + 5 * DAY, PROFILE) == Counter({"tr|silent|churned": 1})
+    assert sweep({"u": ahead}, T0, T0 + 5 * DAY, PROFILE).counts == Counter({"tr|silent|churned": 1})
 
 
 # --- records ------------------------------------------------------------------------------------------

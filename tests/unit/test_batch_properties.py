@@ -149,7 +149,7 @@ def test_events_and_sweeps_count_each_transition_once(
             now = moments.pop(0)
             if now <= max(swept, clock):  # a partition's clock never runs behind what it applied
                 continue
-            counts.update(sweep(records, swept, now, PROFILE))  # all records: a superset of candidates
+            counts.update(sweep(records, swept, now, PROFILE).counts)  # all records: a superset of candidates
             swept = clock = now
             continue
         size = 1 + cut_seed % 3
@@ -160,7 +160,7 @@ def test_events_and_sweeps_count_each_transition_once(
         clock = max(clock, *(e.ts for e in batch))
     final = max(clock, swept)
     if final > swept:
-        counts.update(sweep(records, swept, final, PROFILE))
+        counts.update(sweep(records, swept, final, PROFILE).counts)
     expected = ref.transitions(_as_dicts(events), PROFILE, final)
     assert {k: v for k, v in counts.items() if k.startswith("tr|") and v} == dict(expected)
 

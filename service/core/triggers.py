@@ -1,0 +1,306 @@
+"""Recall, renewal and onboarding triggers: when they are due, and what happens to them.
+
+Pure, like the lifecycle: a user's triggers are decided from their record and the
+clock. A recall is due at `last_active + threshold + delay` (derived, never stored);
+renewal reminders, expiries, onboarding checks and sends deferred by quiet hours are
+`pending` entries of the record. Whoever advances a user's clock (a batch applying
+their event, or the sweep) fires what fell due in between, in due order, evaluated as
+of the due time. Ids are deterministic, so a replay produces the same triggers.
+
+Guard rails, in order: suppression (the user converted or came back meanwhile, or the
+policy was renewed), quiet hours (defer to their end, never drop), the frequency cap,
+then the holdout group (recorded and published with `holdout: true`, not to be sent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from service.core import counters as ctr
+from service.core.events import Event, parse_ts
+from service.core.profile import Profile, Thresholds
+from service.core.records import UserRecord
+from service.core.trigger_rules import QuietHours, TriggerRules
+
+RECENT_KEPT = 8  # fired triggers kept per user, for attribution and GET /users/{id}/triggers
+
+# outcome flags of a fired trigger (bits of `recent[i][3]`)
+HOLDOUT = 1
+ADVISOR = 2
+OUTCOME_BITS = {
+    "message_delivered": 4,
+    "message_click": 8,
+    "payment_click": 16,
+    "paid": 32,
+    "returned": 64,  # any activity of the user within the attribution window
+    "ordered": 128,  # an order or renewal within the attribution window
+}
+OUTCOMES = tuple(OUTCOME_BITS)
+STATUSES = ("sent", "held_out", "capped", "suppressed", "cancelled", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A trigger that reached its due time and was sent or held out (both are published)."""
+
+    id: str
+    kind: str
+    user_id: str
+    channel: str
+    at: int  # when it fired (due, or the end of quiet hours)
+    due: int  # when it was first due
+    tier: str
+    holdout: bool
+    advisor: bool
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TriggerLog:
+    """What firing and scheduling produced in one batch or sweep."""
+
+    fired: list[Fired] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def trigger_id(kind: str, user_id: str, key: str) -> str:
+    """The idempotency key: the same cause always gives the same id."""
+    return hashlib.blake2b(f"{kind}|{user_id}|{key}".encode(), digest_size=16).hexdigest()
+
+
+def in_holdout(user_id: str, percent: float) -> bool:
+    """A stable control group: the same users are held out for every trigger."""
+    if percent <= 0:
+        return False
+    h = int.from_bytes(hashlib.blake2b(f"holdout|{user_id}".encode(), digest_size=8).digest(), "big")
+    return h % 10_000 < percent * 100
+
+
+def _threshold(th: Thresholds, state: str) -> int:
+    return {"silent": th.silent_after, "churned": th.churn_after, "dead": th.dead_after}[state]
+
+
+def recall_offsets(profile: Profile) -> list[int]:
+    """Idle times at which a recall falls due: the sweep's range queries on `last_active`."""
+    th = profile.thresholds
+    return [_threshold(th, r.state) + r.delay for r in profile.triggers.recall]
+
+
+def fire_due(
+    uid: str,
+    rec: UserRecord,
+    after: int,
+    until: int,
+    profile: Profile,
+    log: TriggerLog,
+) -> None:
+    """Fire what fell due in `(after, until]`: derived recalls, and every pending entry due by `until`."""
+    rules = profile.triggers
+    th = profile.thresholds
+    items: list[list[Any]] = []
+    if until > after:
+        for rule in rules.recall:
+            point = rec.last_active + _threshold(th, rule.state) + rule.delay
+            if after < point <= until:
+                key = f"{rule.state}|{rec.last_active}"
+                extra = {"state": rule.state, "recall": rule.recall, "tier": rule.tier}
+                items.append([point, trigger_id("recall", uid, key), "recall", rec.last_active, extra])
+    if not items and not (rec.pending and min(p[0] for p in rec.pending) <= until):
+        return
+    while True:
+        due_now = [p for p in rec.pending if p[0] <= until]
+        if not items and not due_now:
+            return
+        rec.pending = [p for p in rec.pending if p[0] > until]
+        batch = sorted(items + due_now, key=lambda p: (p[0], p[1]))
+        items = []
+        for entry in batch:
+            _decide(uid, rec, entry, rules, profile, log)
+
+
+def _decide(
+    uid: str, rec: UserRecord, entry: list[Any], rules: TriggerRules, profile: Profile, log: TriggerLog
+) -> None:
+    at, tid, kind, cause, extra = entry
+    channel = rec.channel
+    counts = log.counts
+    if _suppressed(rec, kind, cause, extra):
+        counts[
+            ctr.trigger(kind, channel, "cancelled" if kind in ("renewal", "expiry") else "suppressed")
+        ] += 1
+        return
+    if rules.quiet is not None:
+        resume = quiet_end(at, rules.quiet)
+        if resume is not None:
+            first_due = extra.get("due", at)
+            rec.pending.append([resume, tid, kind, cause, {**extra, "due": first_due, "deferred": True}])
+            counts[ctr.trigger(kind, channel, "deferred")] += 1
+            return
+    if rules.cap_max is not None:
+        rec.sent = [t for t in rec.sent if t > at - rules.cap_window]
+        if len(rec.sent) >= rules.cap_max:
+            counts[ctr.trigger(kind, channel, "capped")] += 1
+            return
+        rec.sent.append(at)
+    holdout = in_holdout(uid, rules.holdout_percent)
+    threshold = rules.advisor_revenue if rules.advisor_revenue is not None else profile.rfm.monetary
+    advisor = rec.revenue >= threshold
+    flags = (HOLDOUT if holdout else 0) | (ADVISOR if advisor else 0)
+    rec.recent.append([tid, kind, at, flags])
+    del rec.recent[:-RECENT_KEPT]
+    counts[ctr.trigger(kind, channel, "held_out" if holdout else "sent")] += 1
+    data = {k: v for k, v in extra.items() if k not in ("tier", "deferred", "due")}
+    log.fired.append(
+        Fired(
+            tid, kind, uid, channel, at, int(extra.get("due", at)), str(extra["tier"]), holdout, advisor, data
+        )
+    )
+
+
+def _suppressed(rec: UserRecord, kind: str, cause: Any, extra: dict[str, Any]) -> bool:
+    if kind == "recall":
+        return bool(rec.last_active != cause)  # came back meanwhile (or a later idle period)
+    if kind in ("renewal", "expiry"):
+        return bool(rec.policies.get(extra["policy_id"]) != cause)  # renewed, replaced or ended
+    if kind == "onboarding":
+        return rec.orders > 0
+    return False
+
+
+def quiet_end(at: int, quiet: QuietHours) -> int | None:
+    """The end of the quiet hours `at` falls in (epoch ms), or None when `at` is not quiet."""
+    zone = _zone(quiet.zone)
+    local = datetime.fromtimestamp(at / 1000, zone)
+    minute = local.hour * 60 + local.minute
+    if not quiet.contains(minute):
+        return None
+    day = local.date()
+    if quiet.start > quiet.end and minute >= quiet.start:
+        day += timedelta(days=1)  # wrapped past midnight: the quiet time ends tomorrow
+    end = datetime.combine(day, time(quiet.end // 60, quiet.end % 60), zone)
+    return int(end.timestamp() * 1000)
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def schedule(
+    uid: str, rec: UserRecord, ev: Event, tau: int, profile: Profile, revenue: bool, log: TriggerLog
+) -> None:
+    """What an applied event schedules or cancels: renewal reminders, expiry, onboarding."""
+    rules = profile.triggers
+    if revenue:
+        if rec.pending and any(p[2] == "onboarding" for p in rec.pending):
+            rec.pending = [p for p in rec.pending if p[2] != "onboarding"]
+            log.counts[ctr.trigger("onboarding", rec.channel, "suppressed")] += 1
+        props = ev.properties
+        pid = props.get("policy_id") if props else None
+        if rules.renewal_enabled and isinstance(pid, str) and 0 < len(pid) <= 128:
+            _policy(uid, rec, pid, props.get("policy_end") if props else None, tau, rules, log)
+    elif (
+        rules.onboarding_enabled
+        and not rec.onboarding
+        and not rec.orders
+        and ev.type in rules.onboarding_after
+    ):
+        rec.onboarding = ev.ts
+        due = ev.ts + rules.onboarding_window
+        key = str(ev.ts)
+        extra = {"tier": rules.onboarding_tier, "after": ev.type}
+        rec.pending.append([due, trigger_id("onboarding", uid, key), "onboarding", ev.ts, extra])
+
+
+def _policy(
+    uid: str, rec: UserRecord, pid: str, raw_end: Any, tau: int, rules: TriggerRules, log: TriggerLog
+) -> None:
+    """An order or renewal of policy `pid`: cancel what was scheduled for it, schedule the new end."""
+    end = parse_ts(raw_end) if raw_end is not None else None
+    kept = []
+    for p in rec.pending:
+        if p[2] in ("renewal", "expiry") and p[4].get("policy_id") == pid:
+            log.counts[ctr.trigger(p[2], rec.channel, "cancelled")] += 1
+        else:
+            kept.append(p)
+    rec.pending = kept
+    if not isinstance(end, int):
+        rec.policies.pop(pid, None)
+        return
+    rec.policies[pid] = end
+    for offset in rules.renewal_offsets:
+        due = end - offset
+        if due > tau:
+            days = offset // 86_400_000
+            extra = {"tier": rules.renewal_tier, "policy_id": pid, "policy_end": end, "days_before": days}
+            tid = trigger_id("renewal", uid, f"{pid}|{end}|{offset}")
+            rec.pending.append([due, tid, "renewal", end, extra])
+    if end > tau:
+        extra = {"tier": rules.expiry_tier, "policy_id": pid, "policy_end": end}
+        rec.pending.append([end, trigger_id("expiry", uid, f"{pid}|{end}"), "expiry", end, extra])
+
+
+def attribute(
+    rec: UserRecord, ev: Event, active: bool, revenue: bool, window: int, counts: Counter[str]
+) -> None:
+    """Outcomes of the user's recent triggers: outcome events naming one, and any activity or
+    order within the attribution window after it (each outcome counted once per trigger)."""
+    named = ev.properties.get("trigger_id") if ev.properties else None
+    outcome_bit = OUTCOME_BITS.get(ev.type)
+    for item in rec.recent:
+        tid, kind, at, flags = item
+        if not at <= ev.ts <= at + window:
+            continue
+        add = 0
+        if outcome_bit and named == tid:
+            add |= outcome_bit
+        if active and ev.ts > at:
+            add |= OUTCOME_BITS["returned"]
+        if revenue and ev.ts >= at:
+            add |= OUTCOME_BITS["ordered"]
+        new = add & ~flags
+        if not new:
+            continue
+        item[3] = flags | new
+        group = "holdout" if flags & HOLDOUT else "treated"
+        for name, bit in OUTCOME_BITS.items():
+            if new & bit:
+                counts[ctr.trigger_outcome(kind, rec.channel, group, name)] += 1
+
+
+def next_due(rec: UserRecord) -> int | None:
+    """The earliest pending due time: the user's score in the partition's due index."""
+    return min(p[0] for p in rec.pending) if rec.pending else None
+
+
+def describe(rec: UserRecord) -> dict[str, Any]:
+    """A user's scheduled and fired triggers, for `GET /users/{id}/triggers`."""
+    scheduled = [
+        {
+            "id": tid,
+            "kind": kind,
+            "due": due,
+            **{k: v for k, v in extra.items() if k != "due"},
+        }
+        for due, tid, kind, _cause, extra in sorted(rec.pending, key=lambda p: (p[0], p[1]))
+    ]
+    fired = []
+    for tid, kind, at, flags in rec.recent:
+        outcomes = [name for name, bit in OUTCOME_BITS.items() if flags & bit]
+        fired.append(
+            {
+                "id": tid,
+                "kind": kind,
+                "at": at,
+                "holdout": bool(flags & HOLDOUT),
+                "advisor": bool(flags & ADVISOR),
+                "outcomes": outcomes,
+            }
+        )
+    return {"scheduled": scheduled, "fired": fired}
