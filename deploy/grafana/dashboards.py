@@ -1,7 +1,8 @@
 """Grafana dashboards as code: `python deploy/grafana/dashboards.py` writes the JSON files.
 
-Two dashboards, provisioned from `deploy/grafana/dashboards/`: the business overview
-operators plan with, and the operations view of the pipeline. Every panel queries the
+Three dashboards, provisioned from `deploy/grafana/dashboards/`: the business overview
+operators plan with, the operations view of the pipeline, and the triggers with their
+outcomes. Every panel queries the
 Prometheus datasource by uid, and `$channel` filters the per-channel series.
 """
 
@@ -292,9 +293,98 @@ def operations() -> dict[str, Any]:
     )
 
 
+def triggers() -> dict[str, Any]:
+    fired = f'lifecycle_triggers_total{{status=~"sent|held_out",{CH}}}'
+    return dashboard(
+        "lifecycle-triggers",
+        "Lifecycle — triggers",
+        [
+            panel(
+                1,
+                "Triggers fired per hour by type (sent + held out)",
+                "timeseries",
+                [(f"sum by (type) (increase({fired}[1h]))", "{{type}}")],
+                0,
+                0,
+            ),
+            panel(
+                2,
+                "What happened to triggers, per hour",
+                "timeseries",
+                [(f"sum by (status) (increase(lifecycle_triggers_total{{{CH}}}[1h]))", "{{status}}")],
+                12,
+                0,
+            ),
+            panel(
+                3,
+                "Recall success within the attribution window: treated vs holdout",
+                "timeseries",
+                [
+                    (
+                        "sum by (type) (increase(lifecycle_trigger_outcomes_total"
+                        f'{{outcome="returned",group="treated",{CH}}}[1d]))'
+                        " / sum by (type) (increase(lifecycle_triggers_total"
+                        f'{{status="sent",{CH}}}[1d]))',
+                        "{{type}} treated",
+                    ),
+                    (
+                        "sum by (type) (increase(lifecycle_trigger_outcomes_total"
+                        f'{{outcome="returned",group="holdout",{CH}}}[1d]))'
+                        " / sum by (type) (increase(lifecycle_triggers_total"
+                        f'{{status="held_out",{CH}}}[1d]))',
+                        "{{type}} holdout",
+                    ),
+                ],
+                0,
+                8,
+                unit="percentunit",
+            ),
+            panel(
+                4,
+                "Outcomes attributed per hour",
+                "timeseries",
+                [
+                    (
+                        f"sum by (outcome, group) (increase(lifecycle_trigger_outcomes_total{{{CH}}}[1h]))",
+                        "{{outcome}} ({{group}})",
+                    )
+                ],
+                12,
+                8,
+            ),
+            panel(
+                5,
+                "Outbox: not yet relayed to Kafka",
+                "stat",
+                [("lifecycle_outbox_pending", "pending")],
+                0,
+                16,
+                w=6,
+            ),
+            panel(
+                6,
+                "Users with scheduled triggers",
+                "stat",
+                [("lifecycle_users_with_scheduled_triggers", "users")],
+                6,
+                16,
+                w=6,
+            ),
+            panel(
+                7,
+                "Relayed to the trigger topic per second",
+                "timeseries",
+                [("sum(rate(lifecycle_outbox_relayed_total[5m]))", "relayed")],
+                12,
+                16,
+            ),
+        ],
+    )
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    for board in (business(), operations()):
+    for board in (business(), operations(), triggers()):
         (OUT / f"{board['uid']}.json").write_text(json.dumps(board, indent=2) + "\n")
 
 

@@ -22,7 +22,7 @@ from service.core.gaps import gap_bucket
 from service.core.lifecycle import state_at, time_transitions
 from service.core.profile import Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
-from service.core.triggers import TriggerLog, attribute, fire_due, next_due, schedule
+from service.core.triggers import TriggerLog, TriggerPlan, attribute, fire_due, next_due, schedule
 
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
 OTHER_TYPE = "other"
@@ -100,6 +100,7 @@ def apply_events(
     tlog = out.triggers
     tlog.counts = counts
     rules = profile.triggers
+    plan = TriggerPlan.of(profile)
     schedules = rules.onboarding_after if rules.onboarding_enabled else frozenset()
     attribution = rules.attribution_window
     had_pending: set[str] = set()
@@ -147,7 +148,11 @@ def apply_events(
             for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
                 counts[ctr.transition(a, b)] += 1
                 _count_high_value(counts, rec, a, b, tau, rfm)
-            fire_due(uid, rec, accounted, tau, profile, tlog)
+            la = rec.last_active
+            if (rec.pending and rec.pending[0][0] <= tau) or (
+                la + plan.first <= tau and la + plan.last > accounted
+            ):
+                fire_due(uid, rec, accounted, tau, plan, tlog)
             if rec.recent:
                 attribute(rec, ev, active, ev.type in revenue_types, attribution, counts)
             before = state_at(rec.first_seen, rec.last_active, tau, th)
@@ -214,8 +219,8 @@ def apply_events(
             schedule(uid, rec, ev, tau, profile, True, tlog)
         elif ev.type in schedules:
             schedule(uid, rec, ev, tau, profile, False, tlog)
-        if rec.pending:
-            fire_due(uid, rec, tau, tau, profile, tlog)  # scheduled by a late event: already due
+        if rec.pending and rec.pending[0][0] <= tau:
+            fire_due(uid, rec, tau, tau, plan, tlog)  # scheduled by a late event: already due
         counts[ctr.APPLIED] += 1
 
     for uid, maybe in live.items():
@@ -288,6 +293,7 @@ def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: P
     has nothing to count or fire. Records are returned only where triggers changed them.
     """
     th = profile.thresholds
+    plan = TriggerPlan.of(profile)
     out = SweepResult()
     counts = out.counts
     out.triggers.counts = counts
@@ -298,7 +304,7 @@ def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: P
             _count_high_value(counts, rec, a, b, now, profile.rfm)
         before = rec.pack()
         live = rec.copy()
-        fire_due(uid, live, accounted, now, profile, out.triggers)
+        fire_due(uid, live, accounted, now, plan, out.triggers)
         if live.pack() != before:
             out.records[uid] = live
             if rec.pending or live.pending:

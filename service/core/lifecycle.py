@@ -59,6 +59,11 @@ def time_transitions(
     """The stage changes that the passing of time causes in the interval `(after, until]`."""
     if until <= after:
         return []
+    new_end = first_seen + t.new_window
+    if not after < new_end <= until and (
+        last_active + t.silent_after > until or last_active + t.dead_after <= after
+    ):
+        return []  # the common case (an active user's next event): no change point in between
     out: list[tuple[State, State]] = []
     prev = state_at(first_seen, last_active, after, t)
     for point in change_points(first_seen, last_active, t):

@@ -69,10 +69,10 @@ class UserRecord:
             self.revenue,
             dict(self.counts),
             self.retained,
-            [list(p) for p in self.pending],
+            [list(p) for p in self.pending] if self.pending else [],
             list(self.sent),
             dict(self.policies),
-            [list(r) for r in self.recent],
+            [list(r) for r in self.recent] if self.recent else [],
             self.onboarding,
         )
 

@@ -28,7 +28,8 @@ from service.core.profile import Profile, Thresholds
 from service.core.records import UserRecord
 from service.core.trigger_rules import QuietHours, TriggerRules
 
-RECENT_KEPT = 8  # fired triggers kept per user, for attribution and GET /users/{id}/triggers
+RECENT_KEPT = 8  # fired triggers kept per user (until the user's next event after their
+# attribution window), for attribution and GET /users/{id}/triggers
 
 # outcome flags of a fired trigger (bits of `recent[i][3]`)
 HOLDOUT = 1
@@ -92,36 +93,62 @@ def recall_offsets(profile: Profile) -> list[int]:
     return [_threshold(th, r.state) + r.delay for r in profile.triggers.recall]
 
 
-def fire_due(
-    uid: str,
-    rec: UserRecord,
-    after: int,
-    until: int,
-    profile: Profile,
-    log: TriggerLog,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class TriggerPlan:
+    """The profile's trigger rules, prepared once per batch: the hot path asks one question
+    per event ("can anything be due?") before doing any work."""
+
+    profile: Profile
+    recalls: tuple[tuple[int, str, dict[str, Any]], ...]  # (idle time, state, extra)
+    first: int  # smallest idle time of a recall (a huge number when there is none)
+    last: int
+
+    @classmethod
+    def of(cls, profile: Profile) -> TriggerPlan:
+        th = profile.thresholds
+        recalls = tuple(
+            (
+                _threshold(th, r.state) + r.delay,
+                r.state,
+                {"state": r.state, "recall": r.recall, "tier": r.tier},
+            )
+            for r in profile.triggers.recall
+        )
+        offsets = [r[0] for r in recalls]
+        return cls(profile, recalls, min(offsets, default=_NEVER), max(offsets, default=_NEVER))
+
+
+_NEVER = 1 << 62
+
+
+def fire_due(uid: str, rec: UserRecord, after: int, until: int, plan: TriggerPlan, log: TriggerLog) -> None:
     """Fire what fell due in `(after, until]`: derived recalls, and every pending entry due by `until`."""
-    rules = profile.triggers
-    th = profile.thresholds
-    items: list[list[Any]] = []
-    if until > after:
-        for rule in rules.recall:
-            point = rec.last_active + _threshold(th, rule.state) + rule.delay
-            if after < point <= until:
-                key = f"{rule.state}|{rec.last_active}"
-                extra = {"state": rule.state, "recall": rule.recall, "tier": rule.tier}
-                items.append([point, trigger_id("recall", uid, key), "recall", rec.last_active, extra])
-    if not items and not (rec.pending and min(p[0] for p in rec.pending) <= until):
+    la = rec.last_active
+    pending = rec.pending  # kept sorted by (due, id): pending[0] is the next one due
+    if (la + plan.first > until or la + plan.last <= after) and not (pending and pending[0][0] <= until):
         return
+    items: list[list[Any]] = []
+    for offset, state, extra in plan.recalls:
+        point = la + offset
+        if after < point <= until:
+            tid = trigger_id("recall", uid, f"{state}|{la}")
+            items.append([point, tid, "recall", la, dict(extra)])
+    profile = plan.profile
+    rules = profile.triggers
     while True:
         due_now = [p for p in rec.pending if p[0] <= until]
         if not items and not due_now:
+            rec.pending.sort(key=_due_order)
             return
         rec.pending = [p for p in rec.pending if p[0] > until]
-        batch = sorted(items + due_now, key=lambda p: (p[0], p[1]))
+        batch = sorted(items + due_now, key=_due_order)
         items = []
         for entry in batch:
             _decide(uid, rec, entry, rules, profile, log)
+
+
+def _due_order(entry: list[Any]) -> tuple[int, str]:
+    return entry[0], entry[1]
 
 
 def _decide(
@@ -216,6 +243,7 @@ def schedule(
         key = str(ev.ts)
         extra = {"tier": rules.onboarding_tier, "after": ev.type}
         rec.pending.append([due, trigger_id("onboarding", uid, key), "onboarding", ev.ts, extra])
+        rec.pending.sort(key=_due_order)
 
 
 def _policy(
@@ -244,6 +272,7 @@ def _policy(
     if end > tau:
         extra = {"tier": rules.expiry_tier, "policy_id": pid, "policy_end": end}
         rec.pending.append([end, trigger_id("expiry", uid, f"{pid}|{end}"), "expiry", end, extra])
+    rec.pending.sort(key=_due_order)
 
 
 def attribute(
@@ -253,6 +282,8 @@ def attribute(
     order within the attribution window after it (each outcome counted once per trigger)."""
     named = ev.properties.get("trigger_id") if ev.properties else None
     outcome_bit = OUTCOME_BITS.get(ev.type)
+    if rec.recent[0][2] + window < ev.ts:  # nothing can be attributed to those any more
+        rec.recent = [item for item in rec.recent if item[2] + window >= ev.ts]
     for item in rec.recent:
         tid, kind, at, flags = item
         if not at <= ev.ts <= at + window:
@@ -276,7 +307,7 @@ def attribute(
 
 def next_due(rec: UserRecord) -> int | None:
     """The earliest pending due time: the user's score in the partition's due index."""
-    return min(p[0] for p in rec.pending) if rec.pending else None
+    return rec.pending[0][0] if rec.pending else None
 
 
 def describe(rec: UserRecord) -> dict[str, Any]:
