@@ -17,7 +17,6 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.collector import Collector, CollectorError
@@ -26,7 +25,9 @@ from service.core.events import MAX_ID_LEN
 from service.core.profile import Thresholds
 from service.population import PopulationCollector
 from service.queries import Queries
+from service.redis_client import redis_client
 from service.settings import Settings
+from service.store import AnyRedis
 
 ChannelParam = Annotated[
     str | None,
@@ -165,9 +166,9 @@ class _KafkaProbe:
         return self._ok, self._error
 
 
-def create_api(settings: Settings, redis: Redis | None = None) -> FastAPI:
+def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     profile = settings.loaded_profile
-    client = redis or Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    client = redis or redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(settings.bootstrap_servers)
     collector = Collector(settings)

@@ -171,18 +171,17 @@ def cmd_bridge(args: argparse.Namespace) -> None:
 def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
     import asyncio
 
-    from redis.asyncio import Redis
-
     from service.core.durations import format_duration
     from service.core.gaps import BOUNDS_MS, CurvePoint, TooFewReturns, suggest
     from service.plot import line_chart_png, terminal_bars
     from service.queries import Queries
+    from service.redis_client import redis_client
 
     settings = _settings()
     profile = settings.loaded_profile
 
     async def curve() -> dict[str, Any]:
-        client = Redis.from_url(settings.redis_url)
+        client = redis_client(settings)
         try:
             queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
             return await queries.return_curve(args.channel)

@@ -53,6 +53,22 @@ def free_port() -> int:
         return port
 
 
+def free_cluster_port() -> int:
+    """A free port a Redis Cluster node can use: its bus port (+10000) must be a valid port too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise EmbeddedError("no free port pair for a Redis Cluster node")
+
+
 def wait_for(predicate: Callable[[], _T], timeout: float, what: str, interval: float = 0.1) -> _T:
     """Poll `predicate` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
@@ -248,7 +264,9 @@ class RedisServer(_Process):
 
     name = "redis"
 
-    def __init__(self, workdir: Path | str, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self, workdir: Path | str, port: int | None = None, appendonly: bool = False, cluster: bool = False
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingDependency(
@@ -258,6 +276,7 @@ class RedisServer(_Process):
         super().__init__(workdir, port)
         self.binary = binary
         self.appendonly = appendonly
+        self.cluster = cluster
 
     @property
     def url(self) -> str:
@@ -273,6 +292,7 @@ class RedisServer(_Process):
             "--daemonize", "no",
             "--save", "",  # no RDB snapshots: AOF or nothing
             "--appendonly", *aof,
+            *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if self.cluster else []),
         ]  # fmt: skip
 
     def _ready(self) -> bool:
@@ -486,3 +506,70 @@ def _random_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cid.startswith("-"):
             return cid
+
+
+class RedisClusterNodes:
+    """A local Redis Cluster of `masters` Debian `redis-server` nodes, no replicas (tests).
+
+    The nodes are started in cluster mode and joined with `redis-cli --cluster create`,
+    which spreads the 16384 slots over them; `url` names the first node, from which a
+    cluster client discovers the others.
+    """
+
+    def __init__(self, workdir: Path | str, masters: int = 3) -> None:
+        self.workdir = Path(workdir)
+        self.nodes = [
+            RedisServer(self.workdir / f"node{i}", port=free_cluster_port(), cluster=True)
+            for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterNodes:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise MissingDependency("redis-cli not found on PATH; it comes with Debian's redis-tools")
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            self._wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ok(self, timeout: float = 30) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for node in self.nodes:
+                client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=1)
+                try:
+                    states.append(client.cluster("info").get("cluster_state"))
+                finally:
+                    client.close()
+            if all(state == "ok" for state in states):
+                return
+            time.sleep(0.2)
+        raise EmbeddedError(f"the Redis cluster on {self.url} did not reach cluster_state:ok in {timeout}s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RedisClusterNodes:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

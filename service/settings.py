@@ -21,6 +21,7 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    redis_cluster: bool = Field(False, description="the URL names a node of a Redis Cluster")
     profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
     clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
     events_topic: str = "user-events"

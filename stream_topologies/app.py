@@ -19,13 +19,13 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.metrics import WorkerMetrics
 from service.processor import Message, Outgoing, PartitionProcessor
+from service.redis_client import redis_client
 from service.settings import Settings
-from service.store import RedisStore
+from service.store import AnyRedis, RedisStore
 from service.topic_tail import last_header_values
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
+def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     """Build the worker app; `redis` may be given (tests), else it comes from the settings."""
     app = faust.App(
         settings.app_id,
@@ -81,7 +81,7 @@ def create_app(settings: Settings, redis: Redis | None = None) -> faust.App:
         datadir=settings.worker_data_dir,
     )
     profile = settings.loaded_profile
-    store = RedisStore(redis or Redis.from_url(settings.redis_url), settings.key_prefix, settings.dedup_days)
+    store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_days)
     metrics = WorkerMetrics()
     processor = PartitionProcessor(
         store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics

@@ -92,8 +92,13 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         consumer.close()
 
 
-def applied_offsets(redis_url: str, prefix: str, partitions: int) -> dict[int, int]:
-    client = redis.Redis.from_url(redis_url)
+def sync_redis(redis_url: str, cluster: bool = False) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for tests' checks, cluster-aware like the service's."""
+    return redis.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+
+
+def applied_offsets(redis_url: str, prefix: str, partitions: int, cluster: bool = False) -> dict[int, int]:
+    client = sync_redis(redis_url, cluster)
     try:
         out = {}
         for p in range(partitions):
@@ -113,6 +118,7 @@ def wait_applied(
     timeout: float,
     proc: ServiceProcess,
     acked: dict[int, int] | None = None,
+    cluster: bool = False,
 ) -> None:
     """Wait until every message of the topic is committed to Redis by the worker.
 
@@ -134,7 +140,7 @@ def wait_applied(
         ends = wait_for(caught_up, 30, f"{topic} offsets")
 
         def done(ends: dict[int, int] = ends) -> bool:
-            applied = applied_offsets(redis_url, prefix, partitions)
+            applied = applied_offsets(redis_url, prefix, partitions, cluster)
             return all(ends[p] == 0 or applied[p] >= ends[p] - 1 for p in range(partitions))
 
         wait_for(done, max(deadline - time.monotonic(), 1), f"all of {topic} applied", proc)

@@ -13,15 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 
 from service.keys import all_partitions
 from service.publisher import EventPublisher
 from service.queries import Queries
+from service.redis_client import redis_client
 from service.settings import Settings
 from tests import reference as ref
-from tests.processes import ServiceProcess, wait_applied, wait_for
+from tests.processes import ServiceProcess, sync_redis, wait_applied, wait_for
 
 PARTITIONS = 4
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -34,6 +33,10 @@ class Stack:
     workdir: Path
     published: dict[int, int] = field(default_factory=dict)  # partition -> highest acknowledged offset
 
+    @property
+    def partitions(self) -> int:
+        return self.settings.partitions
+
     def worker(self) -> ServiceProcess:
         return ServiceProcess("worker", self.env, self.workdir / "worker.log").start()
 
@@ -41,7 +44,7 @@ class Stack:
         pub = EventPublisher(
             self.settings.kafka_bootstrap,
             self.settings.events_topic,
-            PARTITIONS,
+            self.partitions,
             envelope_size=50,
             single=single,
         )
@@ -55,12 +58,12 @@ class Stack:
 
     def wait_swept(self, proc: ServiceProcess, timeout: float = 60) -> None:
         """Wait until every partition was swept up to its own event clock."""
-        client = SyncRedis.from_url(self.settings.redis_url)
+        client = sync_redis(self.settings.redis_url, self.settings.redis_cluster)
 
         def swept() -> bool:
             metas = [
                 client.hmget(k.meta, ["wm", "swept"])
-                for k in all_partitions(self.settings.key_prefix, PARTITIONS)
+                for k in all_partitions(self.settings.key_prefix, self.partitions)
             ]
             return all(wm is None or wm == sw for wm, sw in metas)
 
@@ -76,10 +79,11 @@ class Stack:
             s.key_prefix,
             s.kafka_bootstrap,
             s.events_topic,
-            PARTITIONS,
+            self.partitions,
             timeout,
             proc,
             self.published,
+            s.redis_cluster,
         )
 
 
@@ -129,7 +133,7 @@ async def assert_transitions_match(
 ) -> None:
     """Every lifecycle transition counted exactly once: events and sweeps, across restarts."""
     stack.wait_swept(worker)
-    clocks = ref.partition_clocks(events, PARTITIONS)
+    clocks = ref.partition_clocks(events, stack.partitions)
     expected = ref.transitions(events, stack.settings.loaded_profile, clocks)
     assert transition_counts(await read_counters(stack)) == dict(expected)
 
@@ -141,9 +145,9 @@ def transition_counts(counters: dict[str, float]) -> dict[str, int]:
 async def read_counters(stack: Stack) -> dict[str, float]:
     """Every counter of the worker, summed over partitions, read as the API reads them."""
     s = stack.settings
-    client = Redis.from_url(s.redis_url)
+    client = redis_client(s)
     try:
-        return await Queries(client, s.key_prefix, PARTITIONS, s.loaded_profile, s.clock).counters()
+        return await Queries(client, s.key_prefix, s.partitions, s.loaded_profile, s.clock).counters()
     finally:
         await client.aclose()
 

@@ -19,7 +19,7 @@ from service.core.durations import DAY_MS
 from service.core.events import Event
 from service.core.funnel import furthest_stage
 from service.core.gaps import gap_bucket
-from service.core.lifecycle import state_at, time_transitions
+from service.core.lifecycle import state_at, timed_transitions
 from service.core.profile import Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.triggers import TriggerLog, TriggerPlan, attribute, fire_due, next_due, schedule
@@ -145,9 +145,9 @@ def apply_events(
         else:
             tau = max(ts, rec.seen_until, swept)
             accounted = max(rec.seen_until, swept)
-            for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
+            for point, a, b in timed_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
                 counts[ctr.transition(a, b)] += 1
-                _count_high_value(counts, rec, a, b, tau, rfm)
+                _count_high_value(counts, rec, a, b, point, rfm)
             la = rec.last_active
             if (rec.pending and rec.pending[0][0] <= tau) or (
                 la + plan.first <= tau and la + plan.last > accounted
@@ -299,9 +299,9 @@ def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: P
     out.triggers.counts = counts
     for uid, rec in candidates.items():
         accounted = max(rec.seen_until, swept)
-        for a, b in time_transitions(rec.first_seen, rec.last_active, accounted, now, th):
+        for point, a, b in timed_transitions(rec.first_seen, rec.last_active, accounted, now, th):
             counts[ctr.transition(a, b)] += 1
-            _count_high_value(counts, rec, a, b, now, profile.rfm)
+            _count_high_value(counts, rec, a, b, point, profile.rfm)  # the month it happened in
         before = rec.pack()
         live = rec.copy()
         fire_due(uid, live, accounted, now, plan, out.triggers)

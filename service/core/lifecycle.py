@@ -57,6 +57,13 @@ def time_transitions(
     first_seen: int, last_active: int, after: int, until: int, t: Thresholds
 ) -> list[tuple[State, State]]:
     """The stage changes that the passing of time causes in the interval `(after, until]`."""
+    return [(a, b) for _, a, b in timed_transitions(first_seen, last_active, after, until, t)]
+
+
+def timed_transitions(
+    first_seen: int, last_active: int, after: int, until: int, t: Thresholds
+) -> list[tuple[int, State, State]]:
+    """`time_transitions` with the clock value at which each change happens."""
     if until <= after:
         return []
     new_end = first_seen + t.new_window
@@ -64,12 +71,12 @@ def time_transitions(
         last_active + t.silent_after > until or last_active + t.dead_after <= after
     ):
         return []  # the common case (an active user's next event): no change point in between
-    out: list[tuple[State, State]] = []
+    out: list[tuple[int, State, State]] = []
     prev = state_at(first_seen, last_active, after, t)
     for point in change_points(first_seen, last_active, t):
         if after < point <= until:
             cur = state_at(first_seen, last_active, point, t)
             if cur != prev:
-                out.append((prev, cur))
+                out.append((point, prev, cur))
                 prev = cur
     return out

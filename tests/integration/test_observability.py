@@ -48,7 +48,11 @@ def rule_exprs() -> list[str]:
 
 
 def test_dashboards_are_well_formed_and_generated_from_code() -> None:
-    assert {p.stem for p in DASHBOARDS} == {"lifecycle-business", "lifecycle-operations"}
+    assert {p.stem for p in DASHBOARDS} == {
+        "lifecycle-business",
+        "lifecycle-operations",
+        "lifecycle-triggers",
+    }
     uids = set()
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
@@ -66,7 +70,7 @@ def test_dashboards_are_well_formed_and_generated_from_code() -> None:
     assert spec and spec.loader
     code = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(code)
-    for board in (code.business(), code.operations()):
+    for board in (code.business(), code.operations(), code.triggers()):
         committed = json.loads((ROOT / f"deploy/grafana/dashboards/{board['uid']}.json").read_text())
         assert committed == board, "run `python deploy/grafana/dashboards.py` and commit the JSON"
 

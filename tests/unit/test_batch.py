@@ -935,3 +935,13 @@ def test_a_record_as_json() -> None:
         "revenue": 7.5,
         "event_counts": {"order": 2},
     }
+
+
+def test_high_value_loss_is_counted_in_the_month_of_the_crossing_not_of_the_sweep() -> None:
+    """A late sweep must not move the churn of a high-value user into another month."""
+    end_of_month = 1_701_302_400_000 - 6 * DAY  # 2023-11-24T00:00Z; churned (5d idle) on 11-29
+    rec = UserRecord(end_of_month, end_of_month, end_of_month, "ads", 0, 1, 50.0)
+    early = sweep({"u": rec}, end_of_month, end_of_month + 5 * DAY, PROFILE).counts
+    late = sweep({"u": rec}, end_of_month, end_of_month + 9 * DAY, PROFILE).counts
+    assert early["hv|lost|2023-11"] == late["hv|lost|2023-11"] == 1
+    assert "hv|lost|2023-12" not in late
