@@ -156,8 +156,33 @@ def cmd_generate(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     print(
         f"published {sent} events for {args.users} users over {days} days to {settings.events_topic} "
-        f"in {elapsed:.1f}s ({sent / max(elapsed, 1e-9):,.0f} ev/s)"
+        f"in {elapsed:.1f}s ({sent / max(elapsed, 1e-9):,.0f} ev/s)",
+        flush=True,
     )
+    if args.live_rate > 0:
+        from service.devstack import feed_live
+
+        print(f"live events: {args.live_rate:g}/s until stopped", flush=True)
+        feed_live(settings, settings.loaded_profile, max(args.users // 5, 10), args.live_rate)
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> None:
+    """Exit 0 when this container's API (`/healthz`) or worker (`/metrics`) answers locally."""
+    import urllib.request
+
+    settings = _settings()
+    urls = args.url or [
+        f"http://127.0.0.1:{settings.api_port}/healthz",
+        f"http://127.0.0.1:{settings.worker_port}/metrics",
+    ]
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            continue
+    sys.exit(f"lifecycle healthcheck: no answer from {', '.join(urls)}")
 
 
 def cmd_bridge(args: argparse.Namespace) -> None:
@@ -255,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     suggest_cmd.add_argument("--min-returns", type=int, default=100, help="refuse with fewer returns")
     suggest_cmd.set_defaults(func=cmd_thresholds_suggest)
 
+    health = sub.add_parser(
+        "healthcheck", help="exit 0 if the local API or worker answers (container probes)"
+    )
+    health.add_argument("--url", action="append", help="check these URLs instead (repeatable)")
+    health.set_defaults(func=cmd_healthcheck)
+
     dev = sub.add_parser("dev", help="embedded stack: broker, redis, worker, API and demo generator")
     dev.add_argument("--users", type=int, default=3000, help="users in the backfilled history")
     dev.add_argument("--days", type=float, default=120, help="days of backfilled history")
@@ -275,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--start-ms", type=int, default=None, help="history start (default: now - days)")
             p.add_argument("--output", help="write JSON Lines to this file instead of publishing")
+            p.add_argument(
+                "--live-rate", type=float, default=0, help="then keep sending this many live events/s"
+            )
             p.set_defaults(func=cmd_generate)
     return parser
 

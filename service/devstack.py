@@ -120,7 +120,7 @@ live demo events: {args.rate:g}/s. Ctrl-C stops everything.""",
         )
         try:
             if args.rate > 0:
-                _feed_live(settings, profile, args)
+                feed_live(settings, profile, max(args.users // 5, 10), args.rate)
             else:
                 while worker.poll() is None and api.poll() is None:
                     time.sleep(1)
@@ -128,13 +128,11 @@ live demo events: {args.rate:g}/s. Ctrl-C stops everything.""",
             print("\nstopping ...", flush=True)
 
 
-def _feed_live(settings: Settings, profile: Profile, args: argparse.Namespace) -> None:
+def feed_live(settings: Settings, profile: Profile, users: int, rate: float) -> None:
     """Send a tick of live events every second, flushed, until interrupted."""
     publisher = EventPublisher(settings.kafka_bootstrap, settings.events_topic, settings.partitions)
     try:
-        for batch in generate_live(
-            users=max(args.users // 5, 10), seed=2, rate_per_s=args.rate, profile=profile
-        ):
+        for batch in generate_live(users=users, seed=2, rate_per_s=rate, profile=profile):
             publisher.publish(batch)
             publisher.flush()
     finally:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     worker_port: int = Field(6066, ge=0, le=65535, description="worker's /metrics and Faust web port")
+    worker_host: str = Field(
+        "127.0.0.1", description="where the worker's web port listens (0.0.0.0 in containers)"
+    )
     batch_messages: int = Field(1000, ge=1, le=100_000, description="max Kafka messages per batch")
     batch_wait: float = Field(0.05, gt=0, le=10, description="seconds to wait to fill a batch")
     sweep_interval: float = Field(1.0, gt=0, le=3600, description="seconds between sweeps")

@@ -1,0 +1,241 @@
+"""The production path, checked with what runs here (no Docker engine on this machine).
+
+- the compose file is loaded by compose-go (what `docker compose config` uses) and its
+  lifecycle services are checked against the code: commands, environment variables,
+  mounted files, health-gated start order, Prometheus targets;
+- the Kubernetes manifests are rendered by `kubectl kustomize` and decoded strictly into
+  the Kubernetes API's Go types (unknown fields and wrong types fail), then checked
+  against the code: arguments, environment, probe paths and ports;
+- the Dockerfile is checked for its stages, user, health check and entry command, and
+  its install step (the lock as constraints) is resolved by pip;
+- the image's health check command is run against a real API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.cli import build_parser
+from service.embedded import free_port
+from service.settings import Settings
+from tests.processes import ServiceProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy/compose/docker-compose.yml"
+K8S = ROOT / "deploy/k8s"
+LIFECYCLE_IMAGE = "lifecycle-ops"
+SETTINGS_ENV = {f"LIFECYCLE_{name.upper()}" for name in Settings.model_fields}
+
+
+def tool(name: str, *fallbacks: str) -> str:
+    found = shutil.which(name) or next((f for f in fallbacks if Path(f).is_file()), None)
+    assert found, f"{name} is needed to check the deployment files (see README, Development)"
+    return found
+
+
+def go_run(program: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`go run` one of the checkers in scripts/ (each its own module, dependencies in go.sum)."""
+    return subprocess.run(
+        [tool("go", "/usr/local/go/bin/go"), "run", ".", *args],
+        cwd=ROOT / "scripts" / program,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_cli_command(args: list[str]) -> None:
+    """The arguments parse as a `lifecycle` command (argparse exits on anything else)."""
+    parsed = build_parser().parse_args(args)
+    assert callable(parsed.func), args
+
+
+@cache
+def compose_project() -> dict[str, Any]:
+    result = go_run("compose-check", str(COMPOSE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    project: dict[str, Any] = json.loads(result.stdout)
+    return project
+
+
+def test_compose_file_is_valid_and_consistent_with_the_code() -> None:
+    services = compose_project()["services"]
+    assert {"kafka", "redis", "worker", "api", "generator", "prometheus", "grafana", "kafka-exporter"} <= set(
+        services
+    )
+    for name, svc in services.items():
+        image = svc["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image ({image})"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, (name, dep)
+            if cond["condition"] == "service_healthy":
+                own = services[dep].get("healthcheck")
+                from_image = services[dep]["image"].startswith(
+                    LIFECYCLE_IMAGE
+                )  # the Dockerfile's HEALTHCHECK
+                assert (own and not own.get("disable")) or from_image, f"{dep} has no health check"
+        for volume in svc.get("volumes") or []:
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), (name, volume["source"])
+        if image.startswith(LIFECYCLE_IMAGE):
+            assert_cli_command(svc["command"])
+            unknown = set(svc.get("environment") or {}) - SETTINGS_ENV
+            assert not unknown, f"{name}: unknown settings {unknown}"
+            if "build" in svc:
+                assert (Path(svc["build"]["context"]) / "Dockerfile").is_file()
+    assert "ports" not in services["worker"], "a fixed host port would stop `--scale worker=N`"
+    assert services["kafka"]["image"] == "apache/kafka:4.1.1"  # the broker version CI tests against
+    # Prometheus: the targets are the compose services on the ports the service listens on
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert jobs["lifecycle-api"]["static_configs"][0]["targets"] == [
+        f"api:{services['api']['environment']['LIFECYCLE_API_PORT']}"
+    ]
+    worker_sd = jobs["lifecycle-worker"]["dns_sd_configs"][0]
+    assert worker_sd["names"] == ["worker"]
+    assert str(worker_sd["port"]) == services["worker"]["environment"]["LIFECYCLE_WORKER_PORT"]
+    assert jobs["kafka-exporter"]["static_configs"][0]["targets"] == ["kafka-exporter:9308"]
+    # Grafana: provisioning points where the dashboards are mounted
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/lifecycle.yml").read_text())
+    mounts = {v["target"] for v in services["grafana"]["volumes"]}
+    assert provider["providers"][0]["options"]["path"] in mounts
+    assert any(v["target"] == "/etc/prometheus/rules" for v in services["prometheus"]["volumes"])
+
+
+def test_compose_check_rejects_what_compose_rejects(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        COMPOSE.read_text().replace("    restart: unless-stopped", "    restrt: unless-stopped", 1)
+    )
+    result = go_run("compose-check", str(bad))
+    assert result.returncode != 0 and "restrt" in result.stdout + result.stderr
+
+
+@cache
+def k8s_documents() -> list[dict[str, Any]]:
+    rendered = subprocess.run(
+        [tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True, timeout=120
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    strict = go_run("k8s-check", stdin=rendered.stdout)
+    assert strict.returncode == 0, strict.stdout + strict.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
+
+
+def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
+    docs = k8s_documents()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {
+        ("Deployment", "lifecycle-worker"),
+        ("Deployment", "lifecycle-api"),
+        ("Service", "lifecycle-api"),
+        ("PodDisruptionBudget", "lifecycle-worker"),
+        ("PodDisruptionBudget", "lifecycle-api"),
+        ("ConfigMap", "lifecycle-config"),
+        ("Secret", "lifecycle-secret"),
+    } <= kinds
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    secret = next(d for d in docs if d["kind"] == "Secret")["stringData"]
+    assert set(config) | set(secret) <= SETTINGS_ENV
+    Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in {**config, **secret}.items()})
+    routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}}
+    ports = {"api": int(config["LIFECYCLE_API_PORT"]), "worker": int(config["LIFECYCLE_WORKER_PORT"])}
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        pod = d["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        role = container["args"][0]
+        assert_cli_command(container["args"])
+        assert container["image"].startswith("registry.example.com/lifecycle-ops:")
+        assert {"requests", "limits"} <= set(container["resources"])
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert list(named.values()) == [ports[role]]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports[role])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            check = container[probe]["httpGet"]
+            assert check["path"] in routes[role] and check["port"] in named, (role, probe)
+        refs = {r.get("configMapRef", r.get("secretRef"))["name"] for r in container["envFrom"]}
+        assert refs == {"lifecycle-config", "lifecycle-secret"}
+        selector = d["spec"]["selector"]["matchLabels"]
+        pdb = next(
+            x
+            for x in docs
+            if x["kind"] == "PodDisruptionBudget" and x["metadata"]["name"] == d["metadata"]["name"]
+        )
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    assert int(config["LIFECYCLE_PARTITIONS"]) >= next(
+        d["spec"]["replicas"]
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "lifecycle-worker"
+    )
+
+
+def test_dockerfile_builds_a_slim_non_root_image_from_the_lock() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    instructions = [
+        line.split(None, 1)
+        for line in re.sub(r"\\\n", " ", text).splitlines()
+        if line and not line.startswith("#")
+    ]
+    froms = [rest for op, rest in instructions if op == "FROM"]
+    assert len(froms) >= 2 and all("slim" in f or "PYTHON_IMAGE" in f for f in froms)
+    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", text)
+    user = next(rest for op, rest in instructions if op == "USER")
+    assert not user.startswith(("0", "root"))
+    assert "-c requirements.lock" in text
+    health = json.loads(next(rest for op, rest in instructions if op == "HEALTHCHECK").split("CMD", 1)[1])
+    assert health[0] == "lifecycle"
+    assert_cli_command(health[1:])
+    assert json.loads(next(rest for op, rest in instructions if op == "ENTRYPOINT")) == ["lifecycle"]
+    assert_cli_command(json.loads(next(rest for op, rest in instructions if op == "CMD")))
+    for op, rest in instructions:
+        if op == "COPY" and "--from" not in rest:
+            for source in rest.split()[:-1]:
+                assert (ROOT / source).exists(), source
+    # the image's install step resolves: runtime dependencies within the lock's pins
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "-c", "requirements.lock", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_health_check_follows_the_api(redis_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "LIFECYCLE_REDIS_URL": redis_url,
+        "LIFECYCLE_API_PORT": str(port),
+        "LIFECYCLE_WORKER_PORT": str(free_port()),
+    }
+    check = [sys.executable, "-m", "service.cli", "healthcheck"]
+    run_env = {**os.environ, **env}
+    assert subprocess.run(check, env=run_env, capture_output=True, timeout=30).returncode == 1
+    api = ServiceProcess("api", env, tmp_path / "api.log").start()
+    try:
+        wait_for(
+            lambda: subprocess.run(check, env=run_env, capture_output=True, timeout=30).returncode == 0,
+            60,
+            "lifecycle healthcheck to pass",
+            api,
+        )
+    finally:
+        api.stop()
