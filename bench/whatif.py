@@ -35,7 +35,7 @@ CHANNELS = ("organic", "search", "social", "referral", "ads")
 
 
 async def fill(redis: Redis, settings: Settings, users: int) -> None:
-    store = RedisStore(redis, settings.key_prefix, settings.dedup_days)
+    store = RedisStore(redis, settings.key_prefix, settings.dedup_window_s)
     profile = settings.loaded_profile
     rng = random.Random(1)
     per_partition: dict[int, list[Event]] = {p: [] for p in range(settings.partitions)}

@@ -64,9 +64,9 @@ class PartitionKeys:
         """Stream: fired triggers (CloudEvents) committed with the state, not yet relayed to Kafka."""
         return f"{self.tag}:outbox"
 
-    def dedup(self, day: int) -> str:
-        """Set: 8-byte digests of the event ids whose ts falls on `day` (days since epoch)."""
-        return f"{self.tag}:dd:{day}"
+    def dedup(self, bucket: int) -> str:
+        """Set: 8-byte digests of the event ids whose ts falls in hour `bucket` (hours since epoch)."""
+        return f"{self.tag}:dd:{bucket}"
 
 
 def all_partitions(prefix: str, partitions: int) -> list[PartitionKeys]:

@@ -30,7 +30,7 @@ from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
 from service.metrics import OUTCOMES, WorkerMetrics
 from service.settings import Settings
-from service.store import ConflictError, FencedError, OutboxEntry, RedisStore, day_of
+from service.store import ConflictError, FencedError, OutboxEntry, RedisStore, dedup_bucket
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class PartitionProcessor:
                 items.append((ev, digest))
                 if ev.user_id not in owner:
                     owner[ev.user_id] = partition_for(ev.user_id, n_parts)
-                digests[day_of(ev.ts)].append(digest)
+                digests[dedup_bucket(ev.ts)].append(digest)
             decoded.append((offset, key, items, rejected))
 
         mine = [uid for uid, p in owner.items() if p == partition]
@@ -195,7 +195,7 @@ class PartitionProcessor:
                     stats.duplicates += 1
                 else:
                     seen.add(digest)
-                    new_digests[day_of(ev.ts)].append(digest)
+                    new_digests[dedup_bucket(ev.ts)].append(digest)
                     fresh.append(ev)
         if last_offset == applied_offset:
             return stats  # everything was already applied: a replay after a crash

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, ge=3, le=300, description="seconds before a silent worker loses its partitions"
     )
-    dedup_days: int = Field(7, ge=1, le=365, description="days an event id is remembered for")
+    dedup_window: str = Field(
+        "1h", description="how long after its first arrival a duplicate event id is still recognised"
+    )
     max_future: str = Field("1d", description="how far past the wall clock an event ts may be")
     collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
     collector_max_bytes: int = Field(5 << 20, ge=1024, description="bytes per request body (decompressed)")
@@ -59,6 +61,17 @@ class Settings(BaseSettings):
         "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
     )
     log_level: str = "INFO"
+
+    @field_validator("dedup_window")
+    @classmethod
+    def _dedup_window(cls, value: str) -> str:
+        if not 60_000 <= parse_duration(value) <= 30 * 86_400_000:
+            raise ValueError("between 1m and 30d")
+        return value
+
+    @property
+    def dedup_window_s(self) -> int:
+        return parse_duration(self.dedup_window) // 1000
 
     @field_validator("max_future", "whatif_max_new_window")
     @classmethod

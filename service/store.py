@@ -17,7 +17,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
-from service.core.durations import DAY_MS
 from service.core.profile import Thresholds
 from service.core.records import UserRecord
 from service.keys import PartitionKeys
@@ -106,10 +105,11 @@ class CommitBuilder:
 class RedisStore:
     """Write side of one worker: claims partitions, loads and commits batches, sweeps."""
 
-    def __init__(self, redis: AnyRedis, prefix: str, dedup_days: int) -> None:
+    def __init__(self, redis: AnyRedis, prefix: str, dedup_window_s: int) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.dedup_ttl_s = (dedup_days + 1) * 86_400
+        # a bucket lives the window past its last write, plus the bucket's own hour
+        self.dedup_ttl_s = dedup_window_s + DEDUP_BUCKET_MS // 1000
         self._commit = redis.register_script(COMMIT)
 
     def keys(self, partition: int) -> PartitionKeys:
@@ -130,8 +130,8 @@ class RedisStore:
         pipe.hmget(k.meta, META_FIELDS)
         if uids:
             pipe.hmget(k.users, uids)
-        for day, digests in days:
-            pipe.smismember(k.dedup(day), digests)
+        for bucket, digests in days:
+            pipe.smismember(k.dedup(bucket), digests)
         replies = await pipe.execute()
         meta = Meta(*(as_text(v) for v in replies[0]))
         records: dict[str, UserRecord | None] = {}
@@ -175,9 +175,9 @@ class RedisStore:
         b.add("SADD", k.channels, sorted(result.channels))
         _add_triggers(b, k, result.due_index, outbox)
         _add_counters(b, k, result.counts, extra_counts, result.sums)
-        for day, digests in new_digests.items():
-            b.add("SADD", k.dedup(day), digests)
-            b.add("EXPIRE", k.dedup(day), [self.dedup_ttl_s])
+        for bucket, digests in new_digests.items():
+            b.add("SADD", k.dedup(bucket), digests)
+            b.add("EXPIRE", k.dedup(bucket), [self.dedup_ttl_s])
         wm = max(result.watermark, meta.watermark or 0)
         position: list[Any] = ["offset", offset, "wm", wm]
         if swept is not None:
@@ -303,5 +303,9 @@ def _add_counters(
             b.add("HINCRBYFLOAT", k.counters, [name, repr(fdelta)])
 
 
-def day_of(ts_ms: int) -> int:
-    return ts_ms // DAY_MS
+DEDUP_BUCKET_MS = 3_600_000
+
+
+def dedup_bucket(ts_ms: int) -> int:
+    """The hour of an event's ts: its id's de-duplication set (a duplicate has the same ts)."""
+    return ts_ms // DEDUP_BUCKET_MS

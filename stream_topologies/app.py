@@ -64,7 +64,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.worker_port or _free_port(),
-        web_host="127.0.0.1",
+        web_host=settings.worker_host,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,
@@ -81,7 +81,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         datadir=settings.worker_data_dir,
     )
     profile = settings.loaded_profile
-    store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_days)
+    store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_window_s)
     metrics = WorkerMetrics()
     processor = PartitionProcessor(
         store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics

@@ -298,7 +298,7 @@ async def test_relay_skips_what_a_crashed_predecessor_already_published(stack: S
     client = Redis.from_url(s.redis_url)
     try:
         sink = KafkaSink(producer, s.kafka_bootstrap)
-        store = RedisStore(client, s.key_prefix, s.dedup_days)
+        store = RedisStore(client, s.key_prefix, s.dedup_window_s)
         first = PartitionProcessor(store, sink, s, s.loaded_profile)
         partition = 1
         fired = [
