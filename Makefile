@@ -36,7 +36,7 @@ test: setup kafka-jars lint  ## everything CI runs: lint, types, unit, integrati
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
-bench: setup kafka-jars  ## ingestion rates (worker, bridge, collector) against the raw-consumer limit, on Apache Kafka
+bench: setup kafka-jars  ## the benchmark of issue 10 on Apache Kafka (1M events; ~20 min): table + bench/results.json
 	$(BIN)/python -m bench.ingest --json bench/results.json
 
 clean:

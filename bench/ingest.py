@@ -35,7 +35,10 @@ import httpx
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer
+from tqdm import tqdm
 
+from bench.latency import measure_latency
+from bench.population import memory_and_sweep
 from service.bridge import Bridge
 from service.core.profile import load_profile
 from service.embedded import KafkaBroker, RedisServer, TansuBroker, free_port
@@ -46,6 +49,8 @@ from service.settings import Settings
 from service.topics import create_topics
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parents[1]
+QUIX_VERSION = "3.28.0"
 START_MS = 1_700_000_000_000
 
 
@@ -122,36 +127,83 @@ def measure_limit(bootstrap: str, topic: str, total: int) -> float:
 
 
 def measure_worker(
-    env: dict[str, str], redis_url: str, prefix: str, partitions: int, total: int, log: Path
+    env: dict[str, str],
+    redis_url: str,
+    prefix: str,
+    partitions: int,
+    total: int,
+    log: Path,
+    workers: int = 1,
+    bridge_from: str | None = None,
 ) -> dict[str, Any]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=out, stderr=out
-        )
+    """`workers` worker processes (and a bridge feeding them, if asked) until every event is
+    committed; rate from the first commit to the last, CPU of all processes, peak RSS of one."""
+    commands = [["worker"]] * workers + ([["bridge", "--from", bridge_from]] if bridge_from else [])
+    procs = []
+    for i, command in enumerate(commands):
+        with open(log.with_suffix(f".{i}.log"), "wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "service.cli", *command], env=env, stdout=out, stderr=out
+                )
+            )
     client = redis.Redis.from_url(redis_url)
     try:
         first: tuple[float, int, float] | None = None
         deadline = time.monotonic() + 900
         done = 0
         while done < total:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"worker stopped or timed out at {done}/{total}; see {log}")
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a process stopped or timed out at {done}/{total}; see {log}.*")
             done = _applied(client, prefix, partitions)
             if first is None and done > 0:
-                first = (time.perf_counter(), done, _cpu_seconds(proc.pid))
+                first = (time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs))
             time.sleep(0.02)
         assert first is not None
         elapsed = time.perf_counter() - first[0]
         measured = total - first[1]
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - first[2]
         return {
             "events_per_s": round(measured / elapsed),
-            "cpu_s_per_million": round((_cpu_seconds(proc.pid) - first[2]) / measured * 1e6, 2),
-            "peak_rss_mb": round(_peak_rss_mb(proc.pid), 1),
+            "cpu_s_per_million": round(cpu / measured * 1e6, 2),
+            "peak_rss_mb": round(max(_peak_rss_mb(p.pid) for p in procs), 1),
         }
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
         client.close()
+
+
+def measure_peer(module: str, python: str, env: dict[str, str], log: Path, timeout: float = 900) -> float:
+    """Events/s a peer app (bench/peers) reports once it has seen every event."""
+    args = [python, "-m", module] + (["worker", "-l", "warn", "--without-web"] if "faust" in module else [])
+    result = log.with_suffix(".json")
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            args,
+            env={**os.environ, **env, "PEER_RESULT": str(result)},
+            stdout=out,
+            stderr=out,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+    if not result.exists():
+        raise SystemExit(f"{module} reported nothing (exit {proc.returncode}); see {log}")
+    return float(json.loads(result.read_text())["events_per_s"])
+
+
+def quix_python() -> str:
+    """The virtualenv Quix Streams runs in (its pins differ from the service's); made once."""
+    venv = ROOT / "bench" / ".venv-quix"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True
+        )
+    return str(python)
 
 
 def measure_bridge(settings: Settings, source: str, total: int) -> float:
@@ -197,10 +249,36 @@ def measure_collector(
     return asyncio.run(run())
 
 
+def _versions(rds: RedisServer) -> dict[str, str]:
+    from importlib.metadata import version
+
+    client = redis.Redis.from_url(rds.url)
+    try:
+        redis_version = str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+    return {
+        "python": platform.python_version(),
+        "faust-streaming": version("faust-streaming"),
+        "aiokafka": version("aiokafka"),
+        "redis-py": version("redis"),
+        "redis-server": redis_version,
+        "quixstreams": QUIX_VERSION,
+        "kafka": "4.1.1",
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
+    phases = tqdm(total=12, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+
+    def done(name: str, text: str) -> None:
+        phases.set_postfix_str(f"{name}: {text}")
+        phases.update()
+        tqdm.write(f"{name}: {text}", file=sys.stderr)
+
     with RedisServer(work / "redis") as rds, broker_cls(work / "broker") as broker:
         bs = broker.bootstrap
         events = list(
@@ -212,26 +290,79 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         total = len(events)
-        topics = {name: n_parts for name in ("single", "env", "bridged", "collected")}
+        topics = {name: n_parts for name in ("single", "env", "bridged", "collected", "latency")}
         create_topics(bs, {**topics, **{f"{t}.dlq": n_parts for t in topics}})
         for topic, single in (("single", True), ("env", False)):
             pub = EventPublisher(bs, topic, n_parts, envelope_size=200, single=single)
-            pub.publish(events)
+            pub.publish(tqdm(events, desc=f"pre-load {topic}", unit="ev", leave=False, file=sys.stderr))
             pub.flush()
             pub.close()
-        print(f"pre-loaded {total} events twice ({args.users} users, {n_parts} partitions)", file=sys.stderr)
+        done("pre-load", f"{total} events twice ({args.users} users, {n_parts} partitions)")
         rates: dict[str, Any] = {}
         details: dict[str, Any] = {}
         rates["limit"] = round(measure_limit(bs, "single", total))
-        print(f"limit: {rates['limit']:,} ev/s", file=sys.stderr)
-        for name, topic in (("worker_envelopes", "env"), ("worker_single", "single")):
+        done("limit", f"{rates['limit']:,} ev/s")
+        peer_env = {
+            "PEER_BOOTSTRAP": bs,
+            "PEER_TOPIC": "single",
+            "PEER_TOTAL": str(total),
+            "PEER_REDIS": rds.url,
+        }
+        rates["faust_floor"] = round(
+            measure_peer(
+                "bench.peers.faust_floor",
+                sys.executable,
+                {**peer_env, "PEER_GROUP": "floor"},
+                work / "floor.log",
+            )
+        )
+        done("faust_floor", f"{rates['faust_floor']:,} ev/s")
+        rates["naive_faust"] = round(
+            measure_peer(
+                "bench.peers.naive_faust",
+                sys.executable,
+                {**peer_env, "PEER_GROUP": "naive"},
+                work / "naive.log",
+            )
+        )
+        done("naive_faust", f"{rates['naive_faust']:,} ev/s")
+        if args.quix:
+            quix_env = {**peer_env, "PEER_GROUP": "quix", "PEER_STATE_DIR": str(work / "quix-state")}
+            rates["quix"] = round(
+                measure_peer("bench.peers.quix_app", quix_python(), quix_env, work / "quix.log")
+            )
+            done("quix", f"{rates['quix']:,} ev/s")
+        else:
+            done("quix", "skipped (--no-quix)")
+        for name, topic, bridge_from in (
+            ("ours_envelopes", "env", None),
+            ("ours_single", "single", None),
+            ("ours_bridge", "bridged", "single"),
+        ):
             env = _env(bs, rds.url, topic, n_parts, name)
-            details[name] = measure_worker(env, rds.url, name, n_parts, total, work / f"{name}.log")
+            details[name] = measure_worker(
+                env, rds.url, name, n_parts, total, work / name, bridge_from=bridge_from
+            )
             rates[name] = details[name]["events_per_s"]
-            print(f"{name}: {details[name]}", file=sys.stderr)
-        settings = Settings(kafka_bootstrap=bs, redis_url=rds.url, events_topic="bridged", partitions=n_parts)
-        rates["bridge"] = round(measure_bridge(settings, "single", total))
-        print(f"bridge: {rates['bridge']:,} ev/s", file=sys.stderr)
+            done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
+        env = _env(bs, rds.url, "env", n_parts, "scale2")
+        two = measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2)
+        done("scale", f"2 workers {two['events_per_s']:,} ev/s vs 1: {rates['ours_envelopes']:,}")
+        api_port = free_port()
+        lat_env = _env(
+            bs,
+            rds.url,
+            "latency",
+            n_parts,
+            "latency",
+            LIFECYCLE_CLOCK="wall",
+            LIFECYCLE_API_PORT=str(api_port),
+        )
+        latency = measure_latency(
+            lat_env, bs, "latency", n_parts, rds.url, "latency", api_port, events,
+            rate=rates["ours_envelopes"] / 2, seconds=args.latency_seconds, log=work / "latency",
+        )  # fmt: skip
+        done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
         port = free_port()
         api_env = _env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
         with open(work / "api.log", "wb") as out:
@@ -248,42 +379,95 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-            rates["collector_batches_of_100"] = round(measure_collector(f"http://127.0.0.1:{port}", events))
+            details["collector_batches_of_100"] = round(measure_collector(f"http://127.0.0.1:{port}", events))
         finally:
             api.terminate()
             api.wait(30)
-        print(f"collector: {rates['collector_batches_of_100']:,} ev/s", file=sys.stderr)
+        done("collector", f"{details['collector_batches_of_100']:,} ev/s")
+        versions = _versions(rds)
+    population = memory_and_sweep(args.memory_users, n_parts, work)
+    done(
+        "memory+sweep",
+        f"{population['redis_bytes_per_user']} B/user; sweeps {population['sweep_s']} "
+        f"at {args.memory_users:,} users",
+    )
+    phases.close()
     return {
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
+        "versions": versions,
         "broker": args.broker,
         "events": total,
         "users": args.users,
         "partitions": n_parts,
         "rates": rates,
         "ratios_to_limit": {k: round(v / rates["limit"], 3) for k, v in rates.items() if k != "limit"},
-        "workers": details,
+        "cpu_s_per_million": {k: v["cpu_s_per_million"] for k, v in details.items() if isinstance(v, dict)},
+        "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in details.items() if isinstance(v, dict)},
+        "latency_ms": {
+            "p50": latency["committed_ms"]["p50"],
+            "p99": latency["committed_ms"]["p99"],
+            "committed": latency["committed_ms"],
+            "visible_in_api": latency["visible_ms"],
+            "offered_events_per_s": latency["offered_events_per_s"],
+        },
+        "redis_bytes_per_user": population["redis_bytes_per_user"],
+        "memory_users": population["users"],
+        "sweep_s": population["sweep_s"],
+        "sweep_changes": population["sweep_changes"],
+        "scale_2_workers": {
+            "events_per_s": two["events_per_s"],
+            "ratio_to_1_worker": round(two["events_per_s"] / rates["ours_envelopes"], 2),
+            "cpu_s_per_million": two["cpu_s_per_million"],
+        },
+        "collector_batches_of_100": details["collector_batches_of_100"],
     }
+
+
+def table(result: dict[str, Any]) -> str:
+    r = result["rates"]
+    rows = [f"{'phase':<16} {'events/s':>10} {'x limit':>8}"]
+    for name, value in r.items():
+        rows.append(f"{name:<16} {value:>10,} {value / r['limit']:>8.3f}")
+    lat = result["latency_ms"]
+    rows += [
+        f"latency at {lat['offered_events_per_s']:,} ev/s: "
+        f"committed p50 {lat['p50']} ms, p99 {lat['p99']} ms; "
+        f"visible in API p50 {lat['visible_in_api']['p50']} ms, p99 {lat['visible_in_api']['p99']} ms",
+        f"Redis bytes per user ({result['memory_users']:,} users): {result['redis_bytes_per_user']}",
+        f"sweep: none {result['sweep_s']['none']} s, 1% crossing {result['sweep_s']['crossing_1pct']} s",
+        f"2 workers: {result['scale_2_workers']['events_per_s']:,} ev/s "
+        f"({result['scale_2_workers']['ratio_to_1_worker']} x one worker)",
+    ]
+    return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--users", type=int, default=30_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    parser.add_argument("--memory-users", type=int, default=1_000_000, help="users for memory and sweep")
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--no-quix", dest="quix", action="store_false", help="skip the Quix Streams peer")
     parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds' run (small N, Tansu, no Quix): does it all work?"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.users, args.memory_users, args.latency_seconds = 3000, 500, 5000, 2
+        args.broker, args.quix = "tansu", False
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(table(result))
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from service.store import RedisStore
 from service.topic_tail import last_header_values
 from tests.processes import wait_for
 from tests.stack import PARTITIONS, Stack
+from tests.unit.test_schemas import validator
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +234,9 @@ async def test_triggers_fire_once_at_their_event_time_and_reach_downstream_once(
     assert held & onboarded == {u for u in onboarded if in_holdout(u, 10)}
     assert 10 <= len({u for u in held if u.startswith("h")}) <= 50
     # every message: the user as key, the CloudEvent envelope, the outbox position header
+    schema = validator("trigger.schema.json")
     for key, ce, headers in got:
+        schema.validate(ce)  # schemas/trigger.schema.json, as published
         assert key == ce["subject"].encode()
         assert ce["specversion"] == "1.0" and ce["source"] == s.triggers_source
         assert ce["type"] == f"{s.triggers_type_prefix}.lifecycle.{ce['data']['kind']}.v1"

@@ -1,0 +1,67 @@
+"""Redis bytes per user at 1,000,000 users, and the cost of a sweep against its crossings.
+
+Fills a fresh redis-server with N users through the worker's own code (`bench.whatif`),
+measures `INFO memory` before and after, then times sweeps of every partition on the
+event clock: one in which nothing crosses a threshold (the clock moves by 1 ms) and one
+in which about 1% of the users do (the clock moves by a day: the users' last activity is
+spread over 400 days, and four thresholds are crossed at a rate of 1/400 per day each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bench.whatif import NOW, fill
+from service.core.durations import DAY_MS
+from service.embedded import RedisServer
+from service.processor import Outgoing, PartitionProcessor
+from service.settings import Settings
+from service.store import RedisStore
+
+
+class _NoSink:
+    """Sweeps publish nothing themselves (the relay does): a sink that must not be used."""
+
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+        raise AssertionError("a sweep does not send")
+
+    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
+        raise AssertionError("a sweep does not relay")
+
+
+async def _run(users: int, partitions: int, workdir: Path) -> dict[str, Any]:
+    with RedisServer(workdir / "redis") as server:
+        settings = Settings(redis_url=server.url, partitions=partitions, clock="event", profile="daily_app")
+        redis = Redis.from_url(server.url)
+        before = (await redis.info("memory"))["used_memory"]
+        await fill(redis, settings, users)
+        after = (await redis.info("memory"))["used_memory"]
+        store = RedisStore(redis, settings.key_prefix, settings.dedup_window_s)
+        processor = PartitionProcessor(store, _NoSink(), settings, settings.loaded_profile)
+        for p in range(partitions):
+            await redis.hset(store.keys(p).meta, mapping={"swept": NOW, "wm": NOW})
+        timings: dict[str, float] = {}
+        changes: dict[str, int] = {}
+        for name, clock in (("none", NOW + 1), ("crossing_1pct", NOW + 1 + DAY_MS)):
+            for p in range(partitions):
+                await redis.hset(store.keys(p).meta, "wm", clock)
+            started = time.perf_counter()
+            changes[name] = sum([await processor.sweep(p) for p in range(partitions)])
+            timings[name] = time.perf_counter() - started
+        await redis.aclose()
+    return {
+        "users": users,
+        "redis_bytes_per_user": round((after - before) / users, 1),
+        "sweep_s": {k: round(v, 4) for k, v in timings.items()},
+        "sweep_changes": changes,
+    }
+
+
+def memory_and_sweep(users: int, partitions: int, workdir: Path) -> dict[str, Any]:
+    return asyncio.run(_run(users, partitions, workdir))
