@@ -42,6 +42,7 @@ async def _run(users: int, partitions: int, workdir: Path) -> dict[str, Any]:
         before = (await redis.info("memory"))["used_memory"]
         await fill(redis, settings, users)
         after = (await redis.info("memory"))["used_memory"]
+        breakdown = await _breakdown(redis, settings, users)
         store = RedisStore(redis, settings.key_prefix, settings.dedup_window_s)
         processor = PartitionProcessor(store, _NoSink(), settings, settings.loaded_profile)
         for p in range(partitions):
@@ -58,9 +59,20 @@ async def _run(users: int, partitions: int, workdir: Path) -> dict[str, Any]:
     return {
         "users": users,
         "redis_bytes_per_user": round((after - before) / users, 1),
+        "redis_bytes_per_user_by_key": breakdown,
         "sweep_s": {k: round(v, 4) for k, v in timings.items()},
         "sweep_changes": changes,
     }
+
+
+async def _breakdown(redis: Redis, settings: Settings, users: int) -> dict[str, float]:
+    """Bytes per user by kind of key (`MEMORY USAGE`, all elements sampled): where memory goes."""
+    totals: dict[str, int] = {}
+    async for raw in redis.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
+        key = raw.decode()
+        kind = key.split("}:", 1)[1].split(":", 1)[0]  # users, la, fs, rfm, ctr, cohorts, meta, ...
+        totals[kind] = totals.get(kind, 0) + int(await redis.memory_usage(key, samples=0) or 0)
+    return {kind: round(n / users, 1) for kind, n in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def memory_and_sweep(users: int, partitions: int, workdir: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Handlers are thin: validation of the inputs, one `Queries` call, the response mo
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
@@ -166,6 +168,50 @@ class _KafkaProbe:
         return self._ok, self._error
 
 
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no key
+
+
+def _require_api_key(app: FastAPI, key: str) -> None:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` on everything but the open paths,
+    compared in constant time; declared in the OpenAPI document so clients know."""
+    expected = key.encode()
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next: Any) -> Any:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("x-api-key", "")
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:]
+        if not hmac.compare_digest(given.encode(), expected):
+            return JSONResponse(
+                {"detail": "missing or wrong API key"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            for path, ops in schema["paths"].items():
+                if path not in OPEN_PATHS:
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}, {"apiKey": []}]
+                        op.setdefault("responses", {})["401"] = {"description": "missing or wrong API key"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     profile = settings.loaded_profile
     client = redis or redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
@@ -190,6 +236,8 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     )
     app.state.queries = queries
     app.state.collector = collector
+    if settings.api_key is not None:
+        _require_api_key(app, settings.api_key.get_secret_value())
 
     @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
     async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:

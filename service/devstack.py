@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -79,6 +80,8 @@ def run_dev(args: argparse.Namespace) -> None:
             "LIFECYCLE_REDIS_URL": redis.url,
             "LIFECYCLE_API_PORT": str(api_port),
             "LIFECYCLE_WORKER_PORT": str(worker_port),
+            # the API is never open by default, not even in the demo
+            "LIFECYCLE_API_KEY": os.environ.get("LIFECYCLE_API_KEY") or secrets.token_urlsafe(24),
         }
         os.environ.update(env)
         settings = Settings()
@@ -109,6 +112,7 @@ def run_dev(args: argparse.Namespace) -> None:
             f"""
 lifecycle dev is running (profile {profile.name}, clock {settings.clock}); {sent} historical events sent.
   API          http://127.0.0.1:{api_port}      (OpenAPI: /docs; try /lifecycle, /funnel, /users/<id>)
+  API key      {env["LIFECYCLE_API_KEY"]}  (send "Authorization: Bearer <key>" or "X-API-Key: <key>")
   API metrics  http://127.0.0.1:{api_port}/metrics
   worker       http://127.0.0.1:{worker_port}/metrics{prometheus_line}
   Kafka        {broker.bootstrap}

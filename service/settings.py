@@ -7,7 +7,7 @@ import tempfile
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.durations import parse_duration
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(
+        None, description="when set, every endpoint but /healthz, /readyz and /metrics requires it"
+    )
     worker_port: int = Field(6066, ge=0, le=65535, description="worker's /metrics and Faust web port")
     worker_host: str = Field(
         "127.0.0.1", description="where the worker's web port listens (0.0.0.0 in containers)"

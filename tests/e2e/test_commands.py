@@ -38,12 +38,15 @@ def _read_until(
     raise AssertionError(f"no {pattern!r} in the output of lifecycle dev:\n{seen}")
 
 
+headers: dict[str, str] = {}  # the demo's API key, once `lifecycle dev` printed it
+
+
 def _poll(url: str, check: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = httpx.get(url, timeout=5)
+            last = httpx.get(url, timeout=5, headers=headers)
             if check(last):
                 return last
         except httpx.HTTPError as exc:
@@ -65,6 +68,10 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         match, output = _read_until(proc, out, r"API\s+(http://127\.0\.0\.1:\d+)", 180)
         api = match.group(1)
+        key = re.search(r"API key\s+(\S+)", output)
+        assert key, output
+        headers["Authorization"] = f"Bearer {key.group(1)}"
+        assert httpx.get(f"{api}/lifecycle").status_code == 401  # no key, no answer
         worker = re.search(r"worker\s+(http://127\.0\.0\.1:\d+)/metrics", output)
         assert worker, output
         body = _poll(
@@ -72,11 +79,11 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
         ).json()
         assert sum(body["counts"].values()) == body["total"]
         assert body["counts"]["churned"] + body["counts"]["dead"] + body["counts"]["silent"] > 0
-        funnel = httpx.get(f"{api}/funnel").json()["stages"]
+        funnel = httpx.get(f"{api}/funnel", headers=headers).json()["stages"]
         users = [s["users"] for s in funnel]
         assert users == sorted(users, reverse=True) and users[0] > 0
         assert _poll(f"{api}/readyz", lambda r: r.status_code == 200, 30).json()["status"] == "ready"
-        assert httpx.get(f"{api}/docs").status_code == 200
+        assert httpx.get(f"{api}/docs", headers=headers).status_code == 200
         metrics = _poll(f"{worker.group(1)}/metrics", lambda r: "lifecycle_events_total" in r.text, 30).text
         assert re.search(r'lifecycle_events_total\{outcome="applied"\} [1-9]', metrics)
         # Prometheus (Debian's, installed by the set-up) scrapes both and evaluates the project's rules
@@ -90,7 +97,7 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
         ):
             _poll(f"{query}?query={expr}", lambda r: r.json()["data"]["result"], 90)
         # live events keep arriving: the total number of events applied grows
-        first = httpx.get(f"{api}/lifecycle").json()["total"]
+        first = httpx.get(f"{api}/lifecycle", headers=headers).json()["total"]
         _poll(f"{api}/lifecycle", lambda r: r.json()["total"] > first, 60)
     finally:
         proc.send_signal(signal.SIGINT)

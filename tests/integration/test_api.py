@@ -6,10 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from service.api import create_api
 from service.embedded import free_port
 from service.settings import Settings
+from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +51,27 @@ async def test_empty_store_and_bounded_inputs(broker: Any, redis_url: str) -> No
         assert (await api.get("/lifecycle", params={"channel": "bad channel!"})).status_code == 422
         assert (await api.get("/users/a%7Bb%7D%3Ac%20d")).status_code == 404  # `{b}:c d` is just a name
         assert (await api.get("/openapi.json")).json()["paths"].keys() >= {"/users/{user_id}", "/lifecycle"}
+
+
+async def test_api_key_guards_everything_but_probes_and_metrics(stack: Stack) -> None:
+    settings = stack.settings.model_copy(update={"api_key": SecretStr("s3cret-key")})
+    app = create_api(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
+        for path in ("/lifecycle", "/funnel", "/users/u1", "/triggers/summary", "/docs", "/openapi.json"):
+            denied = await api.get(path)
+            assert denied.status_code == 401, path
+            assert denied.headers["www-authenticate"] == "Bearer"
+            assert (await api.get(path, headers={"X-API-Key": "wrong"})).status_code == 401
+        assert (
+            await api.get("/lifecycle", headers={"Authorization": "Bearer s3cret-key"})
+        ).status_code == 200
+        assert (await api.get("/lifecycle", headers={"X-API-Key": "s3cret-key"})).status_code == 200
+        assert (await api.post("/v1/events", content=b"[]")).status_code == 401
+        for path in ("/healthz", "/metrics"):
+            assert (await api.get(path)).status_code == 200, path
+        assert (await api.get("/readyz")).status_code in (200, 503)
+        schema = (await api.get("/openapi.json", headers={"X-API-Key": "s3cret-key"})).json()
+        assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+        assert schema["paths"]["/lifecycle"]["get"]["security"]
+        assert "security" not in schema["paths"]["/healthz"]["get"]
+    assert "s3cret-key" not in repr(settings) and "s3cret-key" not in str(settings.model_dump())
