@@ -101,7 +101,10 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
             try:
                 for partition, messages in by_partition.items():
                     await processor.process(partition, messages)
-                    highwater = app.consumer.highwater(TP(settings.events_topic, partition))
+                    try:
+                        highwater = app.consumer.highwater(TP(settings.events_topic, partition))
+                    except AssertionError:  # revoked by a rebalance meanwhile: no lag to report
+                        highwater = None
                     if highwater is not None:
                         metrics.consumer_lag.labels(str(partition)).set(highwater - messages[-1][0] - 1)
             except BaseException:

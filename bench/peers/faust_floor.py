@@ -9,6 +9,7 @@ were seen, then exits.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 import faust
@@ -24,6 +25,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     topic_disable_leader=True,
     web_enabled=False,
+    datadir=os.path.join(tempfile.gettempdir(), "{conf.name}-data"),
 )
 topic = app.topic(os.environ["PEER_TOPIC"], value_type=bytes)
 meter = Meter(int(os.environ["PEER_TOTAL"]))

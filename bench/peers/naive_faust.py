@@ -9,6 +9,7 @@ PEER_BOOTSTRAP, PEER_TOPIC, PEER_TOTAL, PEER_GROUP and PEER_REDIS set.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from typing import Any
 
@@ -36,6 +37,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     topic_disable_leader=True,
     web_enabled=False,
+    datadir=os.path.join(tempfile.gettempdir(), "{conf.name}-data"),
 )
 topic = app.topic(os.environ["PEER_TOPIC"], value_type=UserEvent)
 meter = Meter(int(os.environ["PEER_TOTAL"]))
