@@ -13,7 +13,7 @@ measure, one process each:
   running `lifecycle api`, each answered after the broker's ack.
 
 The machine is shared and noisy: compare the ratios within one run, not absolute figures
-across runs.
+across runs. A worker phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def measure_worker(
     client = redis.Redis.from_url(redis_url)
     try:
         first: tuple[float, int, float] | None = None
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + float(os.environ.get("BENCH_PHASE_TIMEOUT", "900"))
         done = 0
         while done < total:
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
