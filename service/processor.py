@@ -82,6 +82,7 @@ class PartitionProcessor:
         profile: Profile,
         metrics: WorkerMetrics | None = None,
         wall_clock: Callable[[], float] = time.time,
+        is_assigned: Callable[[int], bool] = lambda partition: True,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -89,6 +90,7 @@ class PartitionProcessor:
         self.profile = profile
         self.metrics = metrics
         self.wall_clock = wall_clock
+        self.is_assigned = is_assigned  # Kafka's word on who owns a partition: the arbiter of fencing
         self.owned: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._relay_synced: set[int] = set()
@@ -109,21 +111,33 @@ class PartitionProcessor:
         """Apply `(offset, key, value)` messages of one partition, in offset order.
 
         Retries on Redis errors until it succeeds (the stream pauses rather than losing
-        or skipping events); gives up only when fenced by a newer owner.
+        or skipping events). When fenced by a newer owner, the batch is dropped only if
+        Kafka no longer assigns us the partition (the new owner re-reads it); while Kafka
+        still does, the fence came from a stale claim, so we claim again and retry: our
+        consumer has moved past these messages and nobody else would apply them.
         """
         started = time.perf_counter()
         delay = 0.1
+        fences = 0
         while True:
             try:
                 async with self._locks[partition]:
                     stats = await self._process_once(partition, messages)
                 break
             except FencedError as exc:
-                log.warning("partition %d: fenced, dropping batch: %s", partition, exc)
                 self.release(partition)
                 if self.metrics:
                     self.metrics.fenced.inc()
-                return BatchStats(fenced=True)
+                if not self.is_assigned(partition):
+                    log.warning(
+                        "partition %d: fenced and no longer assigned, dropping batch: %s", partition, exc
+                    )
+                    return BatchStats(fenced=True)
+                fences += 1
+                if fences > 100:
+                    raise RuntimeError(f"partition {partition}: fenced 100 times while assigned") from exc
+                log.warning("partition %d: fenced while still assigned (%s); claiming again", partition, exc)
+                await asyncio.sleep(min(0.05 * fences, 1.0))
             except ConflictError as exc:
                 log.info("partition %d: %s; retrying", partition, exc)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -282,6 +296,8 @@ class PartitionProcessor:
     async def sweep(self, partition: int) -> int:
         """Count the time-driven transitions of an assigned partition since its last sweep."""
         async with self._locks[partition]:
+            if partition not in self.owned and not self.is_assigned(partition):
+                return 0  # revoked since the caller listed it: claiming would fence the new owner
             gen = await self._owner_generation(partition)
             th = self.profile.thresholds
             meta, channels = await self.store.sweep_position(partition)
@@ -315,6 +331,10 @@ class PartitionProcessor:
             self.metrics.batches.labels("sweep").inc()
         return sum(result.counts.values())
 
+    def outbox_header(self, stream_id: str) -> bytes:
+        """`<app id>/<key prefix>/<stream id>`: whose outbox, and where in it."""
+        return f"{self.settings.app_id}/{self.settings.key_prefix}/{stream_id}".encode()
+
     async def relay(self, partition: int) -> int:
         """Publish the partition's outbox to the trigger topic, oldest first; returns how many.
 
@@ -328,16 +348,19 @@ class PartitionProcessor:
         s = self.settings
         if partition not in self._relay_synced:
             seen = await self.sink.last_header(s.triggers_topic, partition, OUTBOX_HEADER)
-            if seen:
-                last = max((v.decode() for v in seen), key=_stream_id)
-                await self.store.outbox_trim(partition, last)
+            ours = self.outbox_header("")
+            mine = [v.decode()[len(ours) :] for v in seen if v.startswith(ours)]
+            if mine:  # only our own: another deployment's ids on a shared topic say nothing of ours
+                await self.store.outbox_trim(partition, max(mine, key=_stream_id))
             self._relay_synced.add(partition)
         entries = await self.store.outbox_read(partition, s.relay_batch)
         if not entries:
             return 0
         await self.sink.send_and_wait(
             [
-                Outgoing(s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, sid.encode())])
+                Outgoing(
+                    s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, self.outbox_header(sid))]
+                )
                 for sid, uid, ce in entries
             ]
         )

@@ -83,8 +83,12 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     profile = settings.loaded_profile
     store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_window_s)
     metrics = WorkerMetrics()
+
+    def is_assigned(partition: int) -> bool:
+        return TP(settings.events_topic, partition) in app.consumer.assignment()
+
     processor = PartitionProcessor(
-        store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics
+        store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics, is_assigned=is_assigned
     )
     app.processor = processor  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, partitions=settings.partitions)
