@@ -462,7 +462,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.events, args.users, args.memory_users, args.latency_seconds = 3000, 500, 5000, 2
+        args.events, args.users, args.memory_users, args.latency_seconds = 20_000, 2000, 5000, 2
         args.broker, args.quix = "tansu", False
     result = run(args)
     print(table(result))
