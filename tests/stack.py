@@ -7,6 +7,7 @@ session's broker and redis-server, and compare what the API reports with
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.cli import ensure_topics
 from service.keys import all_partitions
 from service.publisher import EventPublisher
 from service.queries import Queries
@@ -162,3 +164,29 @@ async def wait_async(predicate: Any, timeout: float, what: str) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def make_stack(
+    broker: Any, redis_url: str, workdir: Path, partitions: int = PARTITIONS, **extra: str
+) -> Stack:
+    """Settings on topics, keys and a group of their own; the topics created. `extra` overrides."""
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "LIFECYCLE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "LIFECYCLE_REDIS_URL": redis_url,
+        "LIFECYCLE_EVENTS_TOPIC": f"events-{suffix}",
+        "LIFECYCLE_DLQ_TOPIC": f"events-{suffix}.dlq",
+        "LIFECYCLE_TRIGGERS_TOPIC": f"triggers-{suffix}",
+        "LIFECYCLE_PARTITIONS": str(partitions),
+        "LIFECYCLE_APP_ID": f"lifecycle-{suffix}",
+        "LIFECYCLE_KEY_PREFIX": f"t{suffix}",
+        "LIFECYCLE_CLOCK": "event",
+        "LIFECYCLE_PROFILE": "daily_app",
+        "LIFECYCLE_WORKER_PORT": "0",
+        "LIFECYCLE_SWEEP_INTERVAL": "0.2",
+        "LIFECYCLE_SESSION_TIMEOUT": "6",
+        **extra,
+    }
+    settings = Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in env.items()})
+    ensure_topics(settings)
+    return Stack(env, settings, workdir)

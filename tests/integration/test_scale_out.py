@@ -9,7 +9,6 @@ killed and restarted, and must end with every counter, record and trigger identi
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,17 @@ import pytest
 import redis
 
 from service.api import create_api
-from service.cli import ensure_topics
 from service.embedded import RedisClusterNodes
 from service.keys import all_partitions
-from service.settings import Settings
 from tests.processes import ServiceProcess, sync_redis
-from tests.stack import Stack, assert_matches_reference, assert_transitions_match, history, read_counters
+from tests.stack import (
+    Stack,
+    assert_matches_reference,
+    assert_transitions_match,
+    history,
+    make_stack,
+    read_counters,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,29 +37,6 @@ pytestmark = pytest.mark.integration
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
     with RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"), masters=3) as nodes:
         yield nodes
-
-
-def make_stack(broker: Any, redis_url: str, workdir: Path, partitions: int, **extra: str) -> Stack:
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        "LIFECYCLE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "LIFECYCLE_REDIS_URL": redis_url,
-        "LIFECYCLE_EVENTS_TOPIC": f"events-{suffix}",
-        "LIFECYCLE_DLQ_TOPIC": f"events-{suffix}.dlq",
-        "LIFECYCLE_TRIGGERS_TOPIC": f"triggers-{suffix}",
-        "LIFECYCLE_PARTITIONS": str(partitions),
-        "LIFECYCLE_APP_ID": f"lifecycle-{suffix}",
-        "LIFECYCLE_KEY_PREFIX": f"t{suffix}",
-        "LIFECYCLE_CLOCK": "event",
-        "LIFECYCLE_PROFILE": "daily_app",
-        "LIFECYCLE_WORKER_PORT": "0",
-        "LIFECYCLE_SWEEP_INTERVAL": "0.2",
-        "LIFECYCLE_SESSION_TIMEOUT": "6",
-        **extra,
-    }
-    settings = Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in env.items()})
-    ensure_topics(settings)
-    return Stack(env, settings, workdir)
 
 
 def outbox_drained(stack: Stack) -> bool:
