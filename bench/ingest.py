@@ -415,6 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "offered_events_per_s": latency["offered_events_per_s"],
         },
         "redis_bytes_per_user": population["redis_bytes_per_user"],
+        "redis_bytes_per_user_by_key": population["redis_bytes_per_user_by_key"],
         "memory_users": population["users"],
         "sweep_s": population["sweep_s"],
         "sweep_changes": population["sweep_changes"],
