@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     whatif_max_new_window: str = Field(
         "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
     )
+    history_interval: float = Field(
+        60.0, gt=0, le=3600, description="seconds between the API's snapshots of the lifecycle counts"
+    )
     log_level: str = "INFO"
 
     @field_validator("dedup_window")
