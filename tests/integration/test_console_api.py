@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import orjson
 import pytest
 import redis
+from pydantic import SecretStr
 
 from service.api import create_api
 from service.core.durations import DAY_MS
@@ -152,3 +154,24 @@ async def test_ops_without_a_broker_still_answers_from_redis(redis_url: str) -> 
         body = (await api.get("/ops")).json()
     assert body["lag"] is None and body["kafka_error"]
     assert body["applied_offsets"] == {"0": -1, "1": -1} and body["last_commit_ms"] is None
+
+
+async def test_the_console_and_its_assets_need_no_key_but_its_data_does(stack: Stack) -> None:
+    """The page must load to ask for the key; everything it reads stays behind the key."""
+    settings = stack.settings.model_copy(update={"api_key": SecretStr("k3y")})
+    app = create_api(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
+        pages = [await api.get(path) for path in ("/", "/console", "/console/")]
+        for page in pages:
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert "<title>Lifecycle console</title>" in page.text
+        assets = re.findall(r'(?:src|href)="(/console/assets/[^"]+)"', pages[0].text)
+        assert {a.rsplit(".", 1)[1] for a in assets} == {"js", "css"}
+        for asset in assets:
+            assert (await api.get(asset)).status_code == 200, asset
+        for path in ("/lifecycle/history", "/ops", "/lifecycle"):
+            assert (await api.get(path)).status_code == 401, path
+            assert (await api.get(path, headers={"X-API-Key": "k3y"})).status_code == 200, path
+        schema = (await api.get("/openapi.json", headers={"X-API-Key": "k3y"})).json()
+        assert {"/lifecycle/history", "/ops"} <= schema["paths"].keys()
+        assert "/" not in schema["paths"] and "/console" not in schema["paths"]
