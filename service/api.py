@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from service.audience_api import audience_routes
+from service.audiences import AudienceReader
 from service.collector import Collector, CollectorError
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_ID_LEN
@@ -260,7 +262,8 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(settings.bootstrap_servers)
     collector = Collector(settings)
-    population = PopulationCollector(queries)
+    audiences = AudienceReader(queries)
+    population = PopulationCollector(queries, audiences)
     population_registry = CollectorRegistry(auto_describe=False)
     population_registry.register(population)
     history = History(queries, settings.history_interval)
@@ -288,6 +291,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.state.history = history
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
+    app.include_router(audience_routes(audiences))
 
     @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
     async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
