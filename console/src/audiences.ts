@@ -4,6 +4,14 @@ import { download, HttpError } from "./api";
 import { el, fill, metric } from "./format";
 import type { Audiences } from "./types";
 
+/** `state=silent,churned entered_since=7d`: the same names as GET /audiences/users's parameters. */
+function filterText(filters: Record<string, unknown>): string {
+  return Object.entries(filters)
+    .filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0))
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`)
+    .join(" ");
+}
+
 export class AudiencesPanel {
   private names = "";
 
@@ -34,10 +42,11 @@ export class AudiencesPanel {
         "aria-label": `Export audience ${a.name} (NDJSON)` }, "Export");
       button.addEventListener("click", () => void this.exportAudience(a.name, button, status));
       return el("tr", {}, el("th", { scope: "row" }, el("code", {}, a.name)), el("td", {}, a.description),
+        el("td", {}, el("code", { class: "filters" }, filterText(a.filters))),
         el("td", { class: "right" }, metric("/audiences", `audiences.${i}.size`, "int", a.size)),
         el("td", {}, button, status));
     });
-    const head = el("tr", {}, el("th", { scope: "col" }, "Audience"), el("th", { scope: "col" }, "Who"),
+    const head = el("tr", {}, el("th", { scope: "col" }, "Audience"), el("th", { scope: "col" }, "Who"), el("th", { scope: "col" }, "Filters"),
       el("th", { scope: "col", class: "right" }, "Users"), el("th", { scope: "col" }, "Export"));
     fill(this.container, el("table", {}, el("caption", { class: "sr-only" }, "Named audiences"),
       el("thead", {}, head), el("tbody", {}, ...rows)));

@@ -77,6 +77,6 @@ export interface Audience {
 }
 
 export interface Audiences {
-  as_of: number;
+  as_of: string;
   audiences: Audience[];
 }
