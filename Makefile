@@ -20,8 +20,10 @@ dev: setup  ## the whole service on the embedded stack (Tansu + redis-server), w
 kafka-jars:  ## fetch (once) the Apache Kafka broker jars used by tests and benchmarks
 	scripts/fetch-kafka.sh
 
-console/node_modules/.package-lock.json: console/package-lock.json
-	cd console && npm ci --no-audit --no-fund
+# The locked versions, lock file untouched. Not `npm ci`: it wants every platform's optional
+# packages (esbuild's, rollup's) in the lock, and the registry here serves only linux-x64's.
+console/node_modules/.package-lock.json: console/package-lock.json console/package.json
+	cd console && npm install --no-save --no-audit --no-fund
 
 console-deps: console/node_modules/.package-lock.json  ## the console's build and test tools, from console/package-lock.json
 

@@ -2,7 +2,7 @@
 read in headless Chromium against the running service fed by the generator.
 
 The browser part is `console/tests/browser.mjs` (playwright-core driving Debian's
-`/usr/bin/chromium`; never a downloaded browser). It needs `npm ci` in `console/` (the
+`/usr/bin/chromium`; never a downloaded browser). It needs `console/`'s npm packages (the
 Makefile's `console-deps`) and `scripts/install-system-deps.sh` (Chromium). Screenshots go
 to `$LIFECYCLE_CONSOLE_SCREENSHOTS` when set (`make screenshots` sets `docs/`), else to
 the test's temporary directory.
@@ -58,7 +58,7 @@ def _differences(a: Path, b: Path) -> list[str]:
 
 def test_the_committed_build_is_the_build_of_the_sources(tmp_path: Path) -> None:
     """`service/console_static/` (shipped in the Python package) is what `npm run build` makes now."""
-    _need(CONSOLE / "node_modules", "run `make console-deps` (npm ci in console/)")
+    _need(CONSOLE / "node_modules", "run `make console-deps` (console/'s npm packages)")
     out = tmp_path / "build"
     result = subprocess.run(
         ["npx", "--no-install", "tsc", "--noEmit"], cwd=CONSOLE, capture_output=True, text=True, timeout=300
@@ -170,7 +170,7 @@ def _answer_triggers(stack: Stack, worker: ServiceProcess) -> int:
 def test_console_in_chromium_shows_the_apis_numbers_live_and_exports_an_audience(
     broker: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    _need(CONSOLE / "node_modules" / "playwright-core", "run `make console-deps` (npm ci in console/)")
+    _need(CONSOLE / "node_modules" / "playwright-core", "run `make console-deps` (console/'s npm packages)")
     _need(Path(CHROMIUM), "run scripts/install-system-deps.sh (Debian's chromium)")
     key = secrets.token_urlsafe(16)
     port = free_port()
