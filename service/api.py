@@ -11,14 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import date
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -26,9 +24,9 @@ from redis.exceptions import RedisError
 from service.audience_api import audience_routes
 from service.audiences import AudienceReader
 from service.collector import Collector, CollectorError
+from service.console_api import console_routes, is_console_path, serve_console
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_ID_LEN
-from service.core.history import MAX_DAYS
 from service.core.profile import Thresholds
 from service.history import History
 from service.ops import EndOffsets, Ops
@@ -62,36 +60,6 @@ class Lifecycle(BaseModel):
     channel: str | None
     total: int
     counts: StateCounts
-
-
-class HistoryDay(BaseModel):
-    day: str
-    as_of: int
-    total: int
-    counts: StateCounts
-
-
-class LifecycleHistory(BaseModel):
-    as_of: int
-    days: list[HistoryDay]
-
-
-class LagOut(BaseModel):
-    total: int
-    partitions: dict[str, int]
-
-
-class OpsOut(BaseModel):
-    as_of: int
-    dlq_events: int
-    events_applied: int
-    duplicates: int
-    misrouted: int
-    outbox_pending: int
-    lag: LagOut | None
-    applied_offsets: dict[str, int]
-    last_commit_ms: int | None
-    kafka_error: str | None
 
 
 class WhatIf(Lifecycle):
@@ -206,13 +174,6 @@ class _KafkaProbe:
 
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no key
-CONSOLE_STATIC = FilePath(__file__).parent / "console_static"  # built by `npm run build` in console/
-CONSOLE_PATHS = frozenset({"/", "/console", "/console/"})
-
-
-def _is_open(path: str) -> bool:
-    """Probes, scrapes and the console's page and assets (the page asks for the key itself)."""
-    return path in OPEN_PATHS or path in CONSOLE_PATHS or path.startswith("/console/")
 
 
 def _require_api_key(app: FastAPI, key: str) -> None:
@@ -222,7 +183,7 @@ def _require_api_key(app: FastAPI, key: str) -> None:
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
-        if _is_open(request.url.path):
+        if request.url.path in OPEN_PATHS or is_console_path(request.url.path):
             return await call_next(request)
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
@@ -292,6 +253,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
     app.include_router(audience_routes(audiences))
+    app.include_router(console_routes(history, ops))
 
     @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
     async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
@@ -322,23 +284,6 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     async def get_lifecycle(channel: ChannelParam = None) -> dict[str, Any]:
         """Exact number of users in each lifecycle state at the current clock."""
         return await queries.lifecycle(channel)
-
-    @app.get("/lifecycle/history", response_model=LifecycleHistory)
-    async def get_lifecycle_history(
-        days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="days back, today included")] = 14,
-    ) -> dict[str, Any]:
-        """Users per lifecycle state at the end of each of the last days (today: now), from the
-        snapshots API processes record every `LIFECYCLE_HISTORY_INTERVAL`; days before the first
-        snapshot are absent. History starts when an API first runs."""
-        return await history.read(days)
-
-    @app.get("/ops", response_model=OpsOut)
-    async def get_ops() -> dict[str, Any]:
-        """At a glance: dead-lettered events, events applied, duplicates, re-routed events, the
-        trigger outbox backlog, consumer lag per partition (topic end offset minus the offset
-        applied in Redis; null with `kafka_error` when the broker does not answer) and the wall
-        time of the last batch commit."""
-        return await ops.document()
 
     @app.get("/lifecycle/return-curve", response_model=ReturnCurve)
     async def get_return_curve(channel: ChannelParam = None) -> dict[str, Any]:
@@ -488,20 +433,5 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
             pass
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    _serve_console(app)
+    serve_console(app)
     return app
-
-
-def _serve_console(app: FastAPI) -> None:
-    """The web console at `/` and `/console`, its assets under `/console/assets/`."""
-    index = CONSOLE_STATIC / "index.html"
-    if not index.is_file():
-        return  # a source tree where `npm run build` never ran: the API works without it
-
-    @app.get("/", include_in_schema=False)
-    @app.get("/console", include_in_schema=False)
-    @app.get("/console/", include_in_schema=False)
-    async def console() -> FileResponse:
-        return FileResponse(index, headers={"Cache-Control": "no-cache"})
-
-    app.mount("/console/assets", StaticFiles(directory=CONSOLE_STATIC / "assets"), name="console-assets")
