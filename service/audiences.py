@@ -157,8 +157,8 @@ class AudienceReader:
             now = await self.q.now_ms()
         return Page(now, users, None)
 
-    async def stream(self, f: AudienceFilter) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every matching user, in chunks: for exports (memory stays one chunk)."""
+    async def stream(self, f: AudienceFilter) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """(clock, users) chunks of every matching user: for exports (memory stays one chunk)."""
         async for clock, candidates in self.walk(f):
             found = [
                 self.user_json(uid, rec, clock)
@@ -166,7 +166,12 @@ class AudienceReader:
                 if matches(f, rec, clock, self.profile)
             ]
             if found:
-                yield found
+                yield clock, found
+
+    async def indexed_count(self, f: AudienceFilter) -> int | None:
+        """The size from range counts alone, or None when that needs a walk."""
+        terms = count_terms(f, await self.q.now_ms(), self.profile)
+        return None if terms is None else await self._count_terms(terms, f.channel)
 
     async def count(self, f: AudienceFilter) -> int:
         """Exact size: range counts when the indexes answer the filter, else a walk."""
