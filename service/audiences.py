@@ -2,36 +2,57 @@
 
 The plan (which `last_active` intervals of which index hold the audience) is the pure
 core's (`service.core.audiences`); this module walks it. A walk reads candidates in
-chunks (one ZRANGE per chunk, then one HMGET of their records per chunk), checks each
-with `matches` and never scans a partition's users beyond the planned intervals.
+chunks (one script call per chunk: the index range and the members' records), checks
+each with `row_maker` (the compiled form of `matches`) and never reads a partition's
+users beyond the planned intervals.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from service.core.audience_filters import AudienceFilter, iso_ms
+import orjson
+
+from service.core.audience_filters import AudienceFilter
 from service.core.audiences import (
+    AudienceRow,
     Cursor,
+    Interval,
     Term,
     after,
     channel_order,
     count_terms,
-    entered_at,
     la_intervals,
-    matches,
+    row_maker,
     score_arg,
-    segment_of,
     walk_index,
 )
-from service.core.lifecycle import state_at
-from service.core.records import NO_CHANNEL, UserRecord
+from service.core.records import NO_CHANNEL
+from service.keys import PartitionKeys
 from service.queries import Queries
+from service.scripts import AUDIENCE_CHUNK
 
 MAX_EXAMINED_PER_PAGE = 50_000  # candidates checked for one page, so a narrow filter answers in bounded time
-STREAM_CHUNK = 5_000
+STREAM_CHUNK = 4_000  # members per script call (its HMGET unpacks them: Lua's limit is 8,000)
+Candidate = tuple[str, int, list[Any]]  # user id, score in the walked index, packed record fields
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic GC while a chunk's thousands of acyclic objects are built (no await inside):
+    otherwise collections triggered by them scan every live object of the process again and
+    again, which halved the export rate. Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +67,9 @@ class AudienceReader:
 
     def __init__(self, queries: Queries) -> None:
         self.q = queries
+        self._read = queries.redis.register_script(AUDIENCE_CHUNK)
         self.profile = queries.profile
         self.stage_names = [s.name for s in queries.profile.funnel]
-
-    def user_json(self, uid: bytes, rec: UserRecord, now: int) -> dict[str, Any]:
-        th = self.profile.thresholds
-        state = state_at(rec.first_seen, rec.last_active, now, th)
-        return {
-            "user_id": uid.decode(),
-            "state": state.value,
-            "channel": None if rec.channel == NO_CHANNEL else rec.channel,
-            "stage": self.stage_names[rec.stage] if rec.stage >= 0 else None,
-            "segment": segment_of(rec, now, self.profile),
-            "last_active": iso_ms(rec.last_active),
-            "entered_at": iso_ms(entered_at(rec.first_seen, rec.last_active, state, th)),
-        }
 
     async def _sources(self, f: AudienceFilter) -> list[list[str]]:
         """Per partition, the index keys' suffixes to walk, in walk order."""
@@ -73,45 +82,50 @@ class AudienceReader:
         return [[f"la:{ch}" for ch in channel_order(chans)] for chans in channels]
 
     async def _chunks(
-        self, key: str, intervals: list[tuple[int, int]], pos: tuple[int, bytes] | None, chunk: int
-    ) -> AsyncIterator[list[tuple[bytes, int]]]:
-        """Members of `key` in the intervals strictly after `pos`, descending, in chunks.
+        self,
+        keys: PartitionKeys,
+        name: str,
+        intervals: list[Interval],
+        pos: tuple[int, bytes] | None,
+        chunk: int,
+    ) -> AsyncIterator[list[Candidate]]:
+        """Members of index `name` in the intervals strictly after `pos`, descending, in chunks,
+        each with its score and record (one script call per chunk).
 
-        Each ZRANGE restarts at the last position seen, so what moved meanwhile cannot come
+        Each call restarts at the last position seen, so what moved meanwhile cannot come
         twice; equal scores that fill a whole chunk are stepped over by offset."""
+        index = f"{keys.tag}:{name}"
         for lo, hi in intervals:
             if pos is not None and pos[0] < lo:
                 continue
             offset = 0
             while True:
                 top = hi if pos is None else min(hi, pos[0])
-                raw: list[tuple[bytes, int]] = await self.q.redis.zrange(  # type: ignore[assignment]
-                    key,
-                    score_arg(top),
-                    score_arg(lo),
-                    desc=True,
-                    byscore=True,
-                    offset=offset,
-                    num=chunk,
-                    withscores=True,
-                    score_cast_func=int,
+                reply = await self._read(
+                    keys=[index, keys.users], args=[score_arg(top), score_arg(lo), offset, chunk]
                 )
-                fresh = [(m, s) for m, s in raw if pos is None or after(s, m, pos[0], pos[1])]
+                with paused_gc():
+                    rows: list[list[Any]] = orjson.loads(reply)
+                    if pos is not None:
+                        ps, pm = pos
+                        rows_after = [r for r in rows if after(r[1], r[0].encode(), ps, pm)]
+                    fresh = rows if pos is None else rows_after
+                    found = [(m, score, rec) for m, score, rec in fresh if rec is not None]
                 if fresh:
-                    yield fresh
-                    pos = (fresh[-1][1], fresh[-1][0])
+                    yield found
+                    pos = (fresh[-1][1], fresh[-1][0].encode())
                     offset = 0
-                elif len(raw) == chunk:
+                elif len(rows) == chunk:
                     offset += chunk  # a whole chunk at the cursor's score: step over it
                     continue
-                if len(raw) < chunk:
+                if len(rows) < chunk:
                     break
 
     async def walk(
         self, f: AudienceFilter, cursor: Cursor | None = None, chunk: int = STREAM_CHUNK
-    ) -> AsyncIterator[tuple[int, list[tuple[Cursor, bytes, UserRecord]]]]:
-        """(clock, candidates) chunks from the cursor on: every candidate with its position and
-        record, matching or not (the caller checks `matches` and may stop anywhere)."""
+    ) -> AsyncIterator[tuple[int, int, str, list[Candidate]]]:
+        """(clock, partition, index, candidates) chunks from the cursor on: every candidate
+        with its score and record, matching or not (the caller checks `matches`)."""
         now = await self.q.now_ms()
         intervals = la_intervals(f, now, self.profile)
         if not intervals:
@@ -120,7 +134,6 @@ class AudienceReader:
         for partition, names in enumerate(sources):
             if cursor is not None and partition < cursor.partition:
                 continue
-            keys = self.q.parts[partition]
             for name in names:
                 pos: tuple[int, bytes] | None = None
                 if cursor is not None and partition == cursor.partition:
@@ -128,14 +141,8 @@ class AudienceReader:
                         continue
                     if name == cursor.source:
                         pos = (cursor.score, cursor.member)
-                async for members in self._chunks(f"{keys.tag}:{name}", intervals, pos, chunk):
-                    raws = await self.q.redis.hmget(keys.users, [m for m, _ in members])
-                    out = [
-                        (Cursor(partition, name, score, m), m, UserRecord.unpack(raw))
-                        for (m, score), raw in zip(members, raws, strict=True)
-                        if raw is not None
-                    ]
-                    yield now, out
+                async for candidates in self._chunks(self.q.parts[partition], name, intervals, pos, chunk):
+                    yield now, partition, name, candidates
 
     async def page(self, f: AudienceFilter, cursor: Cursor | None, limit: int) -> Page:
         """Up to `limit` users after `cursor`; `next_cursor` None when the walk is complete."""
@@ -143,28 +150,30 @@ class AudienceReader:
         users: list[dict[str, Any]] = []
         examined = 0
         now: int | None = None
-        async for clock, candidates in self.walk(f, cursor, chunk=min(max(limit * 2, 100), STREAM_CHUNK)):
+        chunk = min(max(limit * 2, 100), STREAM_CHUNK)
+        async for clock, partition, name, candidates in self.walk(f, cursor, chunk):
             now = clock
-            for pos, uid, rec in candidates:
+            row = row_maker(f, clock, self.profile, self.stage_names)
+            for uid, score, fields in candidates:
                 examined += 1
-                if matches(f, rec, clock, self.profile):
-                    users.append(self.user_json(uid, rec, clock))
-                    if len(users) == limit:
-                        return Page(clock, users, pos.encode(fingerprint))
-                if examined >= MAX_EXAMINED_PER_PAGE:
-                    return Page(clock, users, pos.encode(fingerprint))
+                full = False
+                found = row(uid, fields)
+                if found is not None:
+                    users.append(found)
+                    full = len(users) == limit
+                if full or examined >= MAX_EXAMINED_PER_PAGE:
+                    at = Cursor(partition, name, score, uid.encode())
+                    return Page(clock, users, at.encode(fingerprint))
         if now is None:
             now = await self.q.now_ms()
         return Page(now, users, None)
 
-    async def stream(self, f: AudienceFilter) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    async def stream(self, f: AudienceFilter) -> AsyncIterator[tuple[int, list[AudienceRow]]]:
         """(clock, users) chunks of every matching user: for exports (memory stays one chunk)."""
-        async for clock, candidates in self.walk(f):
-            found = [
-                self.user_json(uid, rec, clock)
-                for _, uid, rec in candidates
-                if matches(f, rec, clock, self.profile)
-            ]
+        async for clock, _, _, candidates in self.walk(f):
+            row = row_maker(f, clock, self.profile, self.stage_names)
+            with paused_gc():
+                found = [r for r in (row(uid, fields) for uid, _, fields in candidates) if r is not None]
             if found:
                 yield clock, found
 
@@ -179,8 +188,9 @@ class AudienceReader:
         terms = count_terms(f, now, self.profile)
         if terms is None:
             n = 0
-            async for clock, candidates in self.walk(f):
-                n += sum(1 for _, _, rec in candidates if matches(f, rec, clock, self.profile))
+            async for clock, _, _, candidates in self.walk(f):
+                row = row_maker(f, clock, self.profile, self.stage_names)
+                n += sum(1 for uid, _, fields in candidates if row(uid, fields) is not None)
             return n
         return await self._count_terms(terms, f.channel)
 

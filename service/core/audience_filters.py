@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -27,9 +27,24 @@ _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+_EPOCH = date(1970, 1, 1)
+_DAYS: dict[int, str] = {}
+
+
 def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form).
+
+    Twice per exported user, so the date part is cached per day (a few µs saved each)."""
+    day, rest = divmod(ms, 86_400_000)
+    text = _DAYS.get(day)
+    if text is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        text = _DAYS[day] = (_EPOCH + timedelta(days=day)).isoformat()
+    seconds, milli = divmod(rest, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{text}T{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
 
 
 class AudienceFilterError(ValueError):

@@ -1,0 +1,144 @@
+"""Audience cost at 1,000,000 users: export rate and memory, and counting named audiences.
+
+Fills a fresh redis-server with N users through the worker's own code (`bench.whatif.fill`:
+last activity spread over 400 days, five channels), then
+- streams the whole population (an audience with no filter: every user) as NDJSON through
+  the API in-process (ASGI), and as JSON Lines through `lifecycle audience export`'s
+  writer to /dev/null, reporting user ids per second and the process's resident memory
+  before and at its peak during the export (sampled every 20 ms);
+- times counting each named audience of the profile, and says whether the count came
+  from range counts alone (`count_terms`) or had to walk the candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from bench.whatif import fill
+from service.api import create_api
+from service.audience_export import export
+from service.audiences import AudienceReader
+from service.core.audience_filters import AudienceFilter
+from service.core.audiences import count_terms
+from service.embedded import RedisServer
+from service.queries import Queries
+from service.settings import Settings
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+async def _peak_rss(work: Callable[[], Awaitable[int]]) -> tuple[int, float, int, int]:
+    """(result, seconds, RSS before, peak RSS during) of `work()`."""
+    before = _rss()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        result = await work()
+    finally:
+        elapsed = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    return result, elapsed, before, max(peak[0], _rss())
+
+
+def _figures(users: int, seconds: float, before: int, peak: int) -> dict[str, Any]:
+    return {
+        "users": users,
+        "seconds": round(seconds, 2),
+        "user_ids_per_s": round(users / seconds),
+        "rss_before_mb": round(before / 2**20, 1),
+        "rss_peak_mb": round(peak / 2**20, 1),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="lifecycle-audiences-"))
+    with RedisServer(work / "redis") as server:
+        settings = Settings(
+            redis_url=server.url, partitions=args.partitions, clock="event", profile="daily_app"
+        )
+        redis = Redis.from_url(server.url)
+        started = time.perf_counter()
+        await fill(redis, settings, args.users)
+        filled = time.perf_counter() - started
+        profile = settings.loaded_profile
+        reader = AudienceReader(Queries(redis, settings.key_prefix, settings.partitions, profile, "event"))
+        everyone = AudienceFilter()
+
+        async def through_api() -> int:
+            api = create_api(settings, redis)
+            lines = 0
+            async with (
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(api), base_url="http://api", timeout=600
+                ) as c,
+                c.stream("GET", "/audiences/users", params={"format": "ndjson"}) as reply,
+            ):
+                async for chunk in reply.aiter_bytes():
+                    lines += chunk.count(b"\n")
+            return lines
+
+        async def through_writer() -> int:
+            with open(os.devnull, "wb") as sink:
+                return await export(reader, everyone, sink, "jsonl", lambda n: None)
+
+        api_n, api_s, api_before, api_peak = await _peak_rss(through_api)
+        cli_n, cli_s, cli_before, cli_peak = await _peak_rss(through_writer)
+        assert api_n == cli_n == args.users, (api_n, cli_n)
+
+        now = await reader.q.now_ms()
+        counts = {}
+        for audience in profile.audiences:
+            t = time.perf_counter()
+            size = await reader.count(audience.filter)
+            counts[audience.name] = {
+                "size": size,
+                "ms": round((time.perf_counter() - t) * 1000, 2),
+                "from": "range counts" if count_terms(audience.filter, now, profile) is not None else "walk",
+            }
+        await redis.aclose()
+    return {
+        "users": args.users,
+        "partitions": args.partitions,
+        "fill_s": round(filled, 1),
+        "export_ndjson_api": _figures(api_n, api_s, api_before, api_peak),
+        "export_jsonl_writer": _figures(cli_n, cli_s, cli_before, cli_peak),
+        "named_audience_counts": counts,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    result = asyncio.run(main_async(parser.parse_args()))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
