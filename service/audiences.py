@@ -9,8 +9,9 @@ users beyond the planned intervals.
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -88,41 +89,54 @@ class AudienceReader:
         intervals: list[Interval],
         pos: tuple[int, bytes] | None,
         chunk: int,
+        prefetch: bool,
     ) -> AsyncIterator[list[Candidate]]:
         """Members of index `name` in the intervals strictly after `pos`, descending, in chunks,
         each with its score and record (one script call per chunk).
 
         Each call restarts at the last position seen, so what moved meanwhile cannot come
-        twice; equal scores that fill a whole chunk are stepped over by offset."""
+        twice; equal scores that fill a whole chunk are stepped over by offset. `prefetch`
+        (exports) sends the next call before this chunk is used, so Redis and Python overlap."""
         index = f"{keys.tag}:{name}"
-        for lo, hi in intervals:
-            if pos is not None and pos[0] < lo:
-                continue
-            offset = 0
-            while True:
-                top = hi if pos is None else min(hi, pos[0])
-                reply = await self._read(
-                    keys=[index, keys.users], args=[score_arg(top), score_arg(lo), offset, chunk]
-                )
-                with paused_gc():
-                    rows: list[list[Any]] = orjson.loads(reply)
-                    if pos is not None:
-                        ps, pm = pos
-                        rows_after = [r for r in rows if after(r[1], r[0].encode(), ps, pm)]
-                    fresh = rows if pos is None else rows_after
-                    found = [(m, score, rec) for m, score, rec in fresh if rec is not None]
-                if fresh:
-                    yield found
-                    pos = (fresh[-1][1], fresh[-1][0].encode())
-                    offset = 0
-                elif len(rows) == chunk:
-                    offset += chunk  # a whole chunk at the cursor's score: step over it
+
+        def read(top: int, lo: int, offset: int) -> Awaitable[bytes]:
+            args: list[str | int] = [score_arg(top), score_arg(lo), offset, chunk]
+            return asyncio.ensure_future(self._read(keys=[index, keys.users], args=args))
+
+        ahead: Awaitable[bytes] | None = None
+        try:
+            for lo, hi in intervals:
+                if pos is not None and pos[0] < lo:
                     continue
-                if len(rows) < chunk:
-                    break
+                offset = 0
+                while True:
+                    reply = await (ahead or read(hi if pos is None else min(hi, pos[0]), lo, offset))
+                    ahead = None
+                    with paused_gc():
+                        got: list[list[Any]] = orjson.loads(reply)
+                        rows = got if pos is None else [r for r in got if after(r[1], r[0].encode(), *pos)]
+                        found = [(m, score, rec) for m, score, rec in rows if rec is not None]
+                    if rows:
+                        pos = (rows[-1][1], rows[-1][0].encode())
+                        offset = 0
+                        if prefetch and len(got) == chunk:  # the next read overlaps this chunk's use
+                            ahead = read(min(hi, pos[0]), lo, 0)
+                        yield found
+                    elif len(got) == chunk:
+                        offset += chunk  # a whole chunk at the cursor's score: step over it
+                        continue
+                    if len(got) < chunk:
+                        break
+        finally:
+            if isinstance(ahead, asyncio.Future):
+                ahead.cancel()
 
     async def walk(
-        self, f: AudienceFilter, cursor: Cursor | None = None, chunk: int = STREAM_CHUNK
+        self,
+        f: AudienceFilter,
+        cursor: Cursor | None = None,
+        chunk: int = STREAM_CHUNK,
+        prefetch: bool = False,
     ) -> AsyncIterator[tuple[int, int, str, list[Candidate]]]:
         """(clock, partition, index, candidates) chunks from the cursor on: every candidate
         with its score and record, matching or not (the caller checks `matches`)."""
@@ -141,7 +155,8 @@ class AudienceReader:
                         continue
                     if name == cursor.source:
                         pos = (cursor.score, cursor.member)
-                async for candidates in self._chunks(self.q.parts[partition], name, intervals, pos, chunk):
+                keys = self.q.parts[partition]
+                async for candidates in self._chunks(keys, name, intervals, pos, chunk, prefetch):
                     yield now, partition, name, candidates
 
     async def page(self, f: AudienceFilter, cursor: Cursor | None, limit: int) -> Page:
@@ -170,7 +185,7 @@ class AudienceReader:
 
     async def stream(self, f: AudienceFilter) -> AsyncIterator[tuple[int, list[AudienceRow]]]:
         """(clock, users) chunks of every matching user: for exports (memory stays one chunk)."""
-        async for clock, _, _, candidates in self.walk(f):
+        async for clock, _, _, candidates in self.walk(f, prefetch=True):
             row = row_maker(f, clock, self.profile, self.stage_names)
             with paused_gc():
                 found = [r for r in (row(uid, fields) for uid, _, fields in candidates) if r is not None]
@@ -188,7 +203,7 @@ class AudienceReader:
         terms = count_terms(f, now, self.profile)
         if terms is None:
             n = 0
-            async for clock, _, _, candidates in self.walk(f):
+            async for clock, _, _, candidates in self.walk(f, prefetch=True):
                 row = row_maker(f, clock, self.profile, self.stage_names)
                 n += sum(1 for uid, _, fields in candidates if row(uid, fields) is not None)
             return n
