@@ -34,17 +34,22 @@ _DAYS: dict[int, str] = {}
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form).
 
-    Twice per exported user, so the date part is cached per day (a few µs saved each)."""
+    Twice per exported user, so it is built from cached pieces (the day, the hour and
+    minute, the second, the millisecond): a fifth of `datetime.isoformat`'s cost."""
     day, rest = divmod(ms, 86_400_000)
     text = _DAYS.get(day)
     if text is None:
         if len(_DAYS) > 100_000:
             _DAYS.clear()
         text = _DAYS[day] = (_EPOCH + timedelta(days=day)).isoformat()
-    seconds, milli = divmod(rest, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{text}T{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+    minute, rest = divmod(rest, 60_000)
+    second, milli = divmod(rest, 1000)
+    return text + _HOUR_MINUTE[minute] + _SECOND[second] + _MILLI[milli]
+
+
+_HOUR_MINUTE = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECOND = [f"{s:02d}." for s in range(60)]
+_MILLI = [f"{i:03d}Z" for i in range(1000)]
 
 
 class AudienceFilterError(ValueError):

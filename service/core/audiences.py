@@ -99,7 +99,8 @@ def row_maker(
     names = list(stage_names)
 
     def row(uid: str, fields: list[Any]) -> AudienceRow | None:
-        first_seen, last_active, _, ch, stage, orders, revenue = fields[:7]
+        first_seen = fields[0]
+        last_active = fields[1]
         if last_active <= dead_edge:
             state, entered = "dead", last_active + th.dead_after
         elif last_active <= churn_edge:
@@ -112,11 +113,13 @@ def row_maker(
             state, entered = "retained", first_seen + th.new_window
         if states is not None and state not in states:
             return None
+        ch = fields[3]
         if channel is not None and ch != channel:
             return None
+        stage = fields[4]
         if (reached is not None and stage < reached) or (not_reached is not None and stage >= not_reached):
             return None
-        fm_class = (2 if orders >= frequency else 0) | (1 if revenue >= monetary else 0)
+        fm_class = (2 if fields[5] >= frequency else 0) | (1 if fields[6] >= monetary else 0)
         seg = RFM_SEGMENTS[(1 if last_active > recency_edge else 0, fm_class)]
         if segment is not None and seg != segment:
             return None

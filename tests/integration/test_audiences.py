@@ -7,6 +7,7 @@ the same events by the definitions alone.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 from kafka import KafkaConsumer
 
 from service.api import create_api
@@ -219,8 +221,11 @@ def test_publish_twice_sends_the_same_ids(settled: Settled) -> None:
         consumer.close()
     assert len(messages) == 2 * len(want) > 0
     events = [orjson.loads(m.value) for m in messages]
+    schema = json.loads((Path(__file__).parents[2] / "schemas/audience.schema.json").read_text())
+    checker = Draft202012Validator(schema, format_checker=FormatChecker())
     ids: dict[str, set[str]] = {}
     for m, ce in zip(messages, events, strict=True):
+        checker.validate(ce)
         assert m.key.decode() == ce["subject"] == ce["data"]["user_id"]
         assert ce["type"] == "dev.userops.lifecycle.audience.v1" and ce["specversion"] == "1.0"
         assert ce["data"]["audience"] == "dead_for_login_recall" and ce["data"]["state"] == "dead"
