@@ -171,5 +171,5 @@ def audience_routes(reader: AudienceReader) -> APIRouter:
 
 
 async def _lines(reader: AudienceReader, f: AudienceFilter) -> AsyncIterator[bytes]:
-    async for users in reader.stream(f):
+    async for _, users in reader.stream(f):
         yield b"".join(orjson.dumps(u) + b"\n" for u in users)

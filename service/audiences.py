@@ -2,36 +2,58 @@
 
 The plan (which `last_active` intervals of which index hold the audience) is the pure
 core's (`service.core.audiences`); this module walks it. A walk reads candidates in
-chunks (one ZRANGE per chunk, then one HMGET of their records per chunk), checks each
-with `matches` and never scans a partition's users beyond the planned intervals.
+chunks (one script call per chunk: the index range and the members' records), checks
+each with `row_maker` (the compiled form of `matches`) and never reads a partition's
+users beyond the planned intervals.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from service.core.audience_filters import AudienceFilter, iso_ms
+import orjson
+
+from service.core.audience_filters import AudienceFilter
 from service.core.audiences import (
+    AudienceRow,
     Cursor,
+    Interval,
     Term,
     after,
     channel_order,
     count_terms,
-    entered_at,
     la_intervals,
-    matches,
+    row_maker,
     score_arg,
-    segment_of,
     walk_index,
 )
-from service.core.lifecycle import state_at
-from service.core.records import NO_CHANNEL, UserRecord
+from service.core.records import NO_CHANNEL
+from service.keys import PartitionKeys
 from service.queries import Queries
+from service.scripts import AUDIENCE_CHUNK
 
 MAX_EXAMINED_PER_PAGE = 50_000  # candidates checked for one page, so a narrow filter answers in bounded time
-STREAM_CHUNK = 5_000
+STREAM_CHUNK = 4_000  # members per script call (its HMGET unpacks them: Lua's limit is 8,000)
+Candidate = tuple[str, int, list[Any]]  # user id, score in the walked index, packed record fields
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic GC while a chunk's thousands of acyclic objects are built (no await inside):
+    otherwise collections triggered by them scan every live object of the process again and
+    again, which halved the export rate. Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +68,9 @@ class AudienceReader:
 
     def __init__(self, queries: Queries) -> None:
         self.q = queries
+        self._read = queries.redis.register_script(AUDIENCE_CHUNK)
         self.profile = queries.profile
         self.stage_names = [s.name for s in queries.profile.funnel]
-
-    def user_json(self, uid: bytes, rec: UserRecord, now: int) -> dict[str, Any]:
-        th = self.profile.thresholds
-        state = state_at(rec.first_seen, rec.last_active, now, th)
-        return {
-            "user_id": uid.decode(),
-            "state": state.value,
-            "channel": None if rec.channel == NO_CHANNEL else rec.channel,
-            "stage": self.stage_names[rec.stage] if rec.stage >= 0 else None,
-            "segment": segment_of(rec, now, self.profile),
-            "last_active": iso_ms(rec.last_active),
-            "entered_at": iso_ms(entered_at(rec.first_seen, rec.last_active, state, th)),
-        }
 
     async def _sources(self, f: AudienceFilter) -> list[list[str]]:
         """Per partition, the index keys' suffixes to walk, in walk order."""
@@ -73,45 +83,63 @@ class AudienceReader:
         return [[f"la:{ch}" for ch in channel_order(chans)] for chans in channels]
 
     async def _chunks(
-        self, key: str, intervals: list[tuple[int, int]], pos: tuple[int, bytes] | None, chunk: int
-    ) -> AsyncIterator[list[tuple[bytes, int]]]:
-        """Members of `key` in the intervals strictly after `pos`, descending, in chunks.
+        self,
+        keys: PartitionKeys,
+        name: str,
+        intervals: list[Interval],
+        pos: tuple[int, bytes] | None,
+        chunk: int,
+        prefetch: bool,
+    ) -> AsyncIterator[list[Candidate]]:
+        """Members of index `name` in the intervals strictly after `pos`, descending, in chunks,
+        each with its score and record (one script call per chunk).
 
-        Each ZRANGE restarts at the last position seen, so what moved meanwhile cannot come
-        twice; equal scores that fill a whole chunk are stepped over by offset."""
-        for lo, hi in intervals:
-            if pos is not None and pos[0] < lo:
-                continue
-            offset = 0
-            while True:
-                top = hi if pos is None else min(hi, pos[0])
-                raw: list[tuple[bytes, int]] = await self.q.redis.zrange(  # type: ignore[assignment]
-                    key,
-                    score_arg(top),
-                    score_arg(lo),
-                    desc=True,
-                    byscore=True,
-                    offset=offset,
-                    num=chunk,
-                    withscores=True,
-                    score_cast_func=int,
-                )
-                fresh = [(m, s) for m, s in raw if pos is None or after(s, m, pos[0], pos[1])]
-                if fresh:
-                    yield fresh
-                    pos = (fresh[-1][1], fresh[-1][0])
-                    offset = 0
-                elif len(raw) == chunk:
-                    offset += chunk  # a whole chunk at the cursor's score: step over it
+        Each call restarts at the last position seen, so what moved meanwhile cannot come
+        twice; equal scores that fill a whole chunk are stepped over by offset. `prefetch`
+        (exports) sends the next call before this chunk is used, so Redis and Python overlap."""
+        index = f"{keys.tag}:{name}"
+
+        def read(top: int, lo: int, offset: int) -> Awaitable[bytes]:
+            args: list[str | int] = [score_arg(top), score_arg(lo), offset, chunk]
+            return asyncio.ensure_future(self._read(keys=[index, keys.users], args=args))
+
+        ahead: Awaitable[bytes] | None = None
+        try:
+            for lo, hi in intervals:
+                if pos is not None and pos[0] < lo:
                     continue
-                if len(raw) < chunk:
-                    break
+                offset = 0
+                while True:
+                    reply = await (ahead or read(hi if pos is None else min(hi, pos[0]), lo, offset))
+                    ahead = None
+                    with paused_gc():
+                        got: list[list[Any]] = orjson.loads(reply)
+                        rows = got if pos is None else [r for r in got if after(r[1], r[0].encode(), *pos)]
+                        found = [(m, score, rec) for m, score, rec in rows if rec is not None]
+                    if rows:
+                        pos = (rows[-1][1], rows[-1][0].encode())
+                        offset = 0
+                        if prefetch and len(got) == chunk:  # the next read overlaps this chunk's use
+                            ahead = read(min(hi, pos[0]), lo, 0)
+                        yield found
+                    elif len(got) == chunk:
+                        offset += chunk  # a whole chunk at the cursor's score: step over it
+                        continue
+                    if len(got) < chunk:
+                        break
+        finally:
+            if isinstance(ahead, asyncio.Future):
+                ahead.cancel()
 
     async def walk(
-        self, f: AudienceFilter, cursor: Cursor | None = None, chunk: int = STREAM_CHUNK
-    ) -> AsyncIterator[tuple[int, list[tuple[Cursor, bytes, UserRecord]]]]:
-        """(clock, candidates) chunks from the cursor on: every candidate with its position and
-        record, matching or not (the caller checks `matches` and may stop anywhere)."""
+        self,
+        f: AudienceFilter,
+        cursor: Cursor | None = None,
+        chunk: int = STREAM_CHUNK,
+        prefetch: bool = False,
+    ) -> AsyncIterator[tuple[int, int, str, list[Candidate]]]:
+        """(clock, partition, index, candidates) chunks from the cursor on: every candidate
+        with its score and record, matching or not (the caller checks `matches`)."""
         now = await self.q.now_ms()
         intervals = la_intervals(f, now, self.profile)
         if not intervals:
@@ -120,7 +148,6 @@ class AudienceReader:
         for partition, names in enumerate(sources):
             if cursor is not None and partition < cursor.partition:
                 continue
-            keys = self.q.parts[partition]
             for name in names:
                 pos: tuple[int, bytes] | None = None
                 if cursor is not None and partition == cursor.partition:
@@ -128,14 +155,9 @@ class AudienceReader:
                         continue
                     if name == cursor.source:
                         pos = (cursor.score, cursor.member)
-                async for members in self._chunks(f"{keys.tag}:{name}", intervals, pos, chunk):
-                    raws = await self.q.redis.hmget(keys.users, [m for m, _ in members])
-                    out = [
-                        (Cursor(partition, name, score, m), m, UserRecord.unpack(raw))
-                        for (m, score), raw in zip(members, raws, strict=True)
-                        if raw is not None
-                    ]
-                    yield now, out
+                keys = self.q.parts[partition]
+                async for candidates in self._chunks(keys, name, intervals, pos, chunk, prefetch):
+                    yield now, partition, name, candidates
 
     async def page(self, f: AudienceFilter, cursor: Cursor | None, limit: int) -> Page:
         """Up to `limit` users after `cursor`; `next_cursor` None when the walk is complete."""
@@ -143,30 +165,37 @@ class AudienceReader:
         users: list[dict[str, Any]] = []
         examined = 0
         now: int | None = None
-        async for clock, candidates in self.walk(f, cursor, chunk=min(max(limit * 2, 100), STREAM_CHUNK)):
+        chunk = min(max(limit * 2, 100), STREAM_CHUNK)
+        async for clock, partition, name, candidates in self.walk(f, cursor, chunk):
             now = clock
-            for pos, uid, rec in candidates:
+            row = row_maker(f, clock, self.profile, self.stage_names)
+            for uid, score, fields in candidates:
                 examined += 1
-                if matches(f, rec, clock, self.profile):
-                    users.append(self.user_json(uid, rec, clock))
-                    if len(users) == limit:
-                        return Page(clock, users, pos.encode(fingerprint))
-                if examined >= MAX_EXAMINED_PER_PAGE:
-                    return Page(clock, users, pos.encode(fingerprint))
+                full = False
+                found = row(uid, fields)
+                if found is not None:
+                    users.append(found)
+                    full = len(users) == limit
+                if full or examined >= MAX_EXAMINED_PER_PAGE:
+                    at = Cursor(partition, name, score, uid.encode())
+                    return Page(clock, users, at.encode(fingerprint))
         if now is None:
             now = await self.q.now_ms()
         return Page(now, users, None)
 
-    async def stream(self, f: AudienceFilter) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every matching user, in chunks: for exports (memory stays one chunk)."""
-        async for clock, candidates in self.walk(f):
-            found = [
-                self.user_json(uid, rec, clock)
-                for _, uid, rec in candidates
-                if matches(f, rec, clock, self.profile)
-            ]
+    async def stream(self, f: AudienceFilter) -> AsyncIterator[tuple[int, list[AudienceRow]]]:
+        """(clock, users) chunks of every matching user: for exports (memory stays one chunk)."""
+        async for clock, _, _, candidates in self.walk(f, prefetch=True):
+            row = row_maker(f, clock, self.profile, self.stage_names)
+            with paused_gc():
+                found = [r for r in (row(uid, fields) for uid, _, fields in candidates) if r is not None]
             if found:
-                yield found
+                yield clock, found
+
+    async def indexed_count(self, f: AudienceFilter) -> int | None:
+        """The size from range counts alone, or None when that needs a walk."""
+        terms = count_terms(f, await self.q.now_ms(), self.profile)
+        return None if terms is None else await self._count_terms(terms, f.channel)
 
     async def count(self, f: AudienceFilter) -> int:
         """Exact size: range counts when the indexes answer the filter, else a walk."""
@@ -174,8 +203,9 @@ class AudienceReader:
         terms = count_terms(f, now, self.profile)
         if terms is None:
             n = 0
-            async for clock, candidates in self.walk(f):
-                n += sum(1 for _, _, rec in candidates if matches(f, rec, clock, self.profile))
+            async for clock, _, _, candidates in self.walk(f, prefetch=True):
+                row = row_maker(f, clock, self.profile, self.stage_names)
+                n += sum(1 for uid, _, fields in candidates if row(uid, fields) is not None)
             return n
         return await self._count_terms(terms, f.channel)
 

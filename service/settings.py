@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     triggers_type_prefix: str = Field(
         "dev.userops", description="CloudEvents `type` is <prefix>.lifecycle.<kind>.v1"
     )
+    audiences_topic: str = Field(
+        "lifecycle-audiences", description="CloudEvents of `lifecycle audience publish` (one per user)"
+    )
     relay_batch: int = Field(500, ge=1, le=10_000, description="outbox entries relayed per round")
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
     app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")

