@@ -7,7 +7,7 @@
 // has an accessible name and is reached with Tab; text contrast is at least WCAG AA; the
 // channel selector (driven by the keyboard) changes the funnel to that channel's; events
 // sent to the collector appear without a reload; the export button downloads exactly the
-// audience's users. Screenshots go to SCREENSHOT_DIR. Exit code 0 only if all passed.
+// audience's users; the page fits laptop widths. Screenshots go to SCREENSHOT_DIR. Exit code 0 only if all passed.
 
 import { strict as assert } from "node:assert";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -180,6 +180,14 @@ async function main() {
     await accessibleControls(page, []);
     await contrastIsReadable(page);
     log("controls are named and reached with Tab; text contrast >= 4.5:1 (3:1 large)");
+    for (const width of [1280, 1366]) {
+      await page.setViewportSize({ width, height: 800 });
+      await nextRefresh(page);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px on a ${width}px wide screen`);
+    }
+    await page.setViewportSize({ width: 1440, height: 900 });
+    log("fits 1280 and 1366 px wide laptop screens without sideways scrolling");
 
     // The channel selector, by keyboard: the funnel becomes that channel's.
     const allUsers = (await getJson("/funnel")).stages.map((s) => s.users);
