@@ -72,32 +72,34 @@ class AudienceReader:
         self.profile = queries.profile
         self.stage_names = [s.name for s in queries.profile.funnel]
 
-    async def _sources(self, f: AudienceFilter) -> list[list[str]]:
-        """Per partition, the index keys' suffixes to walk, in walk order."""
+    async def _sources(self, f: AudienceFilter) -> list[list[tuple[str, str]]]:
+        """Per partition, the indexes to walk in walk order: (name for the cursor, key)."""
         kind, fm_class = walk_index(f)
         if kind == "rfm":
-            return [[f"rfm:{fm_class}"] for _ in self.q.parts]
+            return [[(f"rfm:{fm_class}", k.rfm(fm_class))] for k in self.q.parts]
         if f.channel is not None:
-            return [[f"la:{f.channel}"] for _ in self.q.parts]
+            return [[(f"la:{f.channel}", k.active(f.channel))] for k in self.q.parts]
         channels = await self.q.channels_by_partition(None)
-        return [[f"la:{ch}" for ch in channel_order(chans)] for chans in channels]
+        return [
+            [(f"la:{ch}", k.active(ch)) for ch in channel_order(chans)]
+            for k, chans in zip(self.q.parts, channels, strict=True)
+        ]
 
     async def _chunks(
         self,
         keys: PartitionKeys,
-        name: str,
+        index: str,
         intervals: list[Interval],
         pos: tuple[int, bytes] | None,
         chunk: int,
         prefetch: bool,
     ) -> AsyncIterator[list[Candidate]]:
-        """Members of index `name` in the intervals strictly after `pos`, descending, in chunks,
-        each with its score and record (one script call per chunk).
+        """Members of `index` (a sorted set of partition `keys`) in the intervals strictly after
+        `pos`, descending, in chunks, each with its score and record (one script call each).
 
         Each call restarts at the last position seen, so what moved meanwhile cannot come
         twice; equal scores that fill a whole chunk are stepped over by offset. `prefetch`
         (exports) sends the next call before this chunk is used, so Redis and Python overlap."""
-        index = f"{keys.tag}:{name}"
 
         def read(top: int, lo: int, offset: int) -> Awaitable[bytes]:
             args: list[str | int] = [score_arg(top), score_arg(lo), offset, chunk]
@@ -148,7 +150,7 @@ class AudienceReader:
         for partition, names in enumerate(sources):
             if cursor is not None and partition < cursor.partition:
                 continue
-            for name in names:
+            for name, index in names:
                 pos: tuple[int, bytes] | None = None
                 if cursor is not None and partition == cursor.partition:
                     if _order(name) < _order(cursor.source):
@@ -156,7 +158,7 @@ class AudienceReader:
                     if name == cursor.source:
                         pos = (cursor.score, cursor.member)
                 keys = self.q.parts[partition]
-                async for candidates in self._chunks(keys, name, intervals, pos, chunk, prefetch):
+                async for candidates in self._chunks(keys, index, intervals, pos, chunk, prefetch):
                     yield now, partition, name, candidates
 
     async def page(self, f: AudienceFilter, cursor: Cursor | None, limit: int) -> Page:
