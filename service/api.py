@@ -25,6 +25,7 @@ from service.collector import Collector, CollectorError
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_ID_LEN
 from service.core.profile import Thresholds
+from service.kafka_clients import aiokafka_options
 from service.population import PopulationCollector
 from service.queries import Queries
 from service.redis_client import redis_client
@@ -147,8 +148,8 @@ def _day(text: str) -> int:
 class _KafkaProbe:
     """Answers whether the brokers respond to a metadata request, cached for two seconds."""
 
-    def __init__(self, bootstrap: list[str]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
         self._at = 0.0
         self._ok = False
         self._error = ""
@@ -156,7 +157,7 @@ class _KafkaProbe:
     async def check(self) -> tuple[bool, str]:
         if time.monotonic() - self._at < 2.0:
             return self._ok, self._error
-        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        client = AIOKafkaClient(**self.options, request_timeout_ms=2000)
         try:
             await asyncio.wait_for(client.bootstrap(), 3)
             self._ok, self._error = True, ""
@@ -216,7 +217,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     profile = settings.loaded_profile
     client = redis or redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
-    kafka = _KafkaProbe(settings.bootstrap_servers)
+    kafka = _KafkaProbe(aiokafka_options(settings))
     collector = Collector(settings)
     population = PopulationCollector(queries)
     population_registry = CollectorRegistry(auto_describe=False)
