@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
+from starlette.convertors import Convertor, register_url_convertor
 
 from service.collector import Collector, CollectorError
 from service.core.durations import DurationError, format_duration, parse_duration
@@ -31,6 +32,22 @@ from service.queries import Queries
 from service.redis_client import redis_client
 from service.settings import Settings
 from service.store import AnyRedis
+
+
+class _UserIdConvertor(Convertor[str]):
+    """A path segment that is any user id: "/" (sent as %2F, decoded before routing) and
+    newlines included, which Starlette's `str` and `path` convertors do not match."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("user_id", _UserIdConvertor())
 
 ChannelParam = Annotated[
     str | None,
@@ -240,20 +257,24 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
 
-    @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
-    async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
-        """A user's lifecycle state at the current clock, funnel stage, orders and revenue."""
-        found = await queries.user(user_id)
-        if found is None:
-            raise HTTPException(404, f"no user {user_id!r}")
-        return found
-
-    @app.get("/users/{user_id}/triggers", responses={404: {"description": "unknown user"}})
+    # `:user_id`: any characters (see `_UserIdConvertor`); the triggers route comes first,
+    # so only an id ending in "/triggers" is ambiguous.
+    @app.get("/users/{user_id:user_id}/triggers", responses={404: {"description": "unknown user"}})
     async def get_user_triggers(
         user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
     ) -> dict[str, Any]:
         """A user's scheduled triggers (due times, epoch ms) and the last fired ones with outcomes."""
         found = await queries.user_triggers(user_id)
+        if found is None:
+            raise HTTPException(404, f"no user {user_id!r}")
+        return found
+
+    @app.get(
+        "/users/{user_id:user_id}", response_model=User, responses={404: {"description": "unknown user"}}
+    )
+    async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
+        """A user's lifecycle state at the current clock, funnel stage, orders and revenue."""
+        found = await queries.user(user_id)
         if found is None:
             raise HTTPException(404, f"no user {user_id!r}")
         return found
