@@ -24,7 +24,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from service.collector import Collector, CollectorError
 from service.core.durations import DurationError, format_duration, parse_duration
-from service.core.events import MAX_ID_LEN
+from service.core.events import MAX_AMOUNT, MAX_ID_LEN, MAX_TS_MS, MIN_TS_MS
 from service.core.profile import Thresholds
 from service.kafka_clients import aiokafka_options
 from service.population import PopulationCollector
@@ -136,6 +136,25 @@ class Problem(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """FastAPI's own 422 (a parameter of the wrong form), beside a `Problem` for a rule between them."""
+
+    detail: list[ValidationIssue]
+
+
+class CollectRefused(Problem):
+    """A 400 from the collector: not JSON (`detail` only), or every event rejected (by index)."""
+
+    accepted: int = 0
+    rejected: list[RejectedEvent] = []
+
+
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["event_id", "user_id", "type", "ts"],
@@ -144,9 +163,15 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
-        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "amount": {"type": "number"},
+        "ts": {
+            "oneOf": [
+                {"type": "string", "format": "date-time", "maxLength": 40},
+                {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS},
+            ],
+            "description": "event time; also at most LIFECYCLE_MAX_FUTURE past the server's clock",
+        },
+        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$", "not": {"const": "-"}},
+        "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
         "properties": {"type": "object"},
     },
 }
@@ -184,6 +209,23 @@ class _KafkaProbe:
             await client.close()
         self._at = time.monotonic()
         return self._ok, self._error
+
+
+def _refuse_repeated_parameters(app: FastAPI) -> None:
+    """Every query parameter is a single value: `?channel=a&channel=b` is refused (422, in
+    FastAPI's validation error shape) instead of silently taking the last one."""
+
+    @app.middleware("http")
+    async def check_query(request: Request, call_next: Any) -> Any:
+        names = [name for name, _ in request.query_params.multi_items()]
+        if len(names) != len(set(names)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            errors = [
+                {"loc": ["query", name[:64]], "msg": "given more than once", "type": "repeated"}
+                for name in repeated[:10]
+            ]
+            return JSONResponse({"detail": errors}, status_code=422)
+        return await call_next(request)
 
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no key
@@ -254,6 +296,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     )
     app.state.queries = queries
     app.state.collector = collector
+    _refuse_repeated_parameters(app)
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
 
@@ -298,7 +341,9 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         user idle for d comes back. Exact at the boundaries."""
         return await queries.return_curve(channel)
 
-    @app.get("/lifecycle/what-if", response_model=WhatIf, responses={422: {"model": Problem}})
+    @app.get(
+        "/lifecycle/what-if", response_model=WhatIf, responses={422: {"model": Problem | ValidationProblem}}
+    )
     async def get_what_if(
         new_window: DurationParam = None,
         silent_after: DurationParam = None,
@@ -333,7 +378,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         body["thresholds"] = {n: format_duration(v) for n, v in zip(names, values, strict=True)}
         return body
 
-    @app.get("/retention", responses={422: {"model": Problem}})
+    @app.get("/retention", responses={422: {"model": Problem | ValidationProblem}})
     async def get_retention(
         cohort: Annotated[str | None, Query(description="a first-seen day, YYYY-MM-DD")] = None,
         start: Annotated[str | None, Query(alias="from", description="first cohort day of a range")] = None,
@@ -373,7 +418,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         "/v1/events",
         response_model=CollectResponse,
         responses={
-            400: {"model": Problem, "description": "not JSON, or every event rejected"},
+            400: {"model": CollectRefused, "description": "not JSON, or every event rejected"},
             413: {"model": Problem, "description": "too many events or too large a body"},
             415: {"model": Problem, "description": "unsupported Content-Encoding"},
             503: {"model": Problem, "description": "broker unreachable; retry after `Retry-After` s"},
@@ -383,7 +428,17 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+                        "schema": {
+                            "oneOf": [
+                                _EVENT_SCHEMA,
+                                {
+                                    "type": "array",
+                                    "items": _EVENT_SCHEMA,
+                                    "minItems": 1,
+                                    "maxItems": settings.collector_max_events,
+                                },
+                            ]
+                        }
                     }
                 },
             }
@@ -404,7 +459,10 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
             return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
         if result.rejected and not result.accepted:
-            response.status_code = 400
+            detail = "every event was rejected"
+            return JSONResponse(
+                {"detail": detail, "accepted": 0, "rejected": result.rejected}, status_code=400
+            )
         return {"accepted": result.accepted, "rejected": result.rejected}
 
     @app.get("/healthz", response_model=Health)
