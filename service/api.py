@@ -211,6 +211,19 @@ class _KafkaProbe:
         return self._ok, self._error
 
 
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` bytes: a chunked upload without a
+    Content-Length is never read into memory past the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _refuse_repeated_parameters(app: FastAPI) -> None:
     """Every query parameter is a single value: `?channel=a&channel=b` is refused (422, in
     FastAPI's validation error shape) instead of silently taking the last one."""
@@ -380,9 +393,15 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
 
     @app.get("/retention", responses={422: {"model": Problem | ValidationProblem}})
     async def get_retention(
-        cohort: Annotated[str | None, Query(description="a first-seen day, YYYY-MM-DD")] = None,
-        start: Annotated[str | None, Query(alias="from", description="first cohort day of a range")] = None,
-        end: Annotated[str | None, Query(alias="to", description="last cohort day of a range")] = None,
+        cohort: Annotated[
+            str | None, Query(max_length=10, description="a first-seen day, YYYY-MM-DD")
+        ] = None,
+        start: Annotated[
+            str | None, Query(alias="from", max_length=10, description="first cohort day of a range")
+        ] = None,
+        end: Annotated[
+            str | None, Query(alias="to", max_length=10, description="last cohort day of a range")
+        ] = None,
         channel: ChannelParam = None,
     ) -> Any:
         """Cohort retention: users first seen on day d, and of them those active again on day
@@ -453,8 +472,11 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
+        body = await _read_bounded(request, settings.collector_max_bytes)
+        if body is None:
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
         try:
-            result = await collector.collect(await request.body(), request.headers.get("content-encoding"))
+            result = await collector.collect(body, request.headers.get("content-encoding"))
         except CollectorError as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
             return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)

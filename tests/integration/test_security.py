@@ -68,6 +68,32 @@ def test_settings_never_show_secrets() -> None:
     assert s.redis_url.endswith(f"{REDIS_PASSWORD}@redis.example:6380/0")  # the value itself is intact
 
 
+async def test_request_sizes_are_bounded(broker: Any, redis_url: str) -> None:
+    """A chunked upload (no Content-Length) is cut off at the limit, not read into memory;
+    ids and query parameters have their documented bounds."""
+    s = Settings(kafka_bootstrap=broker.bootstrap, redis_url=redis_url, collector_max_bytes=4096)
+    sent = 0
+
+    async def endless() -> Any:
+        nonlocal sent
+        yield b"["
+        while sent < 50 << 20:  # would be 50 MB
+            sent += 1024
+            yield b" " * 1024
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_api(s)), base_url="http://a") as api:
+        response = await api.post("/v1/events", content=endless())
+        assert response.status_code == 413
+        assert sent < 1 << 20  # stopped reading long before the end
+        assert (await api.get("/users/" + "u" * 129)).status_code == 422
+        assert (await api.get("/lifecycle", params={"channel": "c" * 65})).status_code == 422
+        assert (await api.get("/retention", params={"cohort": "2024-01-01" * 100})).status_code == 422
+        assert (
+            await api.get("/lifecycle/what-if", params={"silent_after": "1" * 17 + "d"})
+        ).status_code == 422
+        assert (await api.get("/lifecycle?channel=a&channel=b")).status_code == 422
+
+
 async def _wait_total(
     api: httpx.AsyncClient, users: int, worker: ServiceProcess, timeout: float = 120
 ) -> None:
