@@ -291,7 +291,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(aiokafka_options(settings))
     collector = Collector(settings)
-    population = PopulationCollector(queries)
+    population = PopulationCollector(queries, settings.metrics_max_channels)
     population_registry = CollectorRegistry(auto_describe=False)
     population_registry.register(population)
 

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     whatif_max_new_window: str = Field(
         "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
     )
+    metrics_max_channels: int = Field(
+        50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
+    )
     log_level: str = "INFO"
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

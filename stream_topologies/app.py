@@ -85,7 +85,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     )
     profile = settings.loaded_profile
     store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_window_s)
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(max_channels=settings.metrics_max_channels)
 
     def is_assigned(partition: int) -> bool:
         return TP(settings.events_topic, partition) in app.consumer.assignment()

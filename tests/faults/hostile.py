@@ -68,8 +68,8 @@ def good_event(rng: random.Random, n: int, user_id: str) -> dict[str, Any]:
     roll = rng.random()
     if roll < 0.3:
         event["ts"] = _rfc3339(event["ts"])
-    if rng.random() < 0.4:
-        event["channel"] = rng.choice(CHANNELS)
+    if rng.random() < 0.4:  # a few known channels, and a flood of made-up ones
+        event["channel"] = rng.choice(CHANNELS) if rng.random() < 0.8 else f"flood-{rng.randrange(300)}"
     if event["type"] in ("order", "renew"):
         event["amount"] = rng.choice((0, 9.99, 120, 1e12, -5.5, 1e-300))
     if rng.random() < 0.3:

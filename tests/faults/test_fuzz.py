@@ -26,11 +26,13 @@ import httpx
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from service.api import create_api
 from service.core.events import validate_event
 from service.embedded import free_port
+from service.metrics import OTHER_CHANNELS
 from service.publisher import EventPublisher
 from service.queries import Queries
 from service.redis_client import redis_client
@@ -44,6 +46,7 @@ pytestmark = pytest.mark.integration
 MESSAGES = 120_000 if full() else 5_000
 USERS = 20_000 if full() else 1_000
 POSTS = 200 if full() else 20  # collector requests of up to 100 events each
+MAX_CHANNELS = 20  # channels with a metrics label of their own; events bring ~300
 
 
 def _publish(stack: Stack, run: Mix) -> None:
@@ -193,6 +196,30 @@ async def _check_users(stack: Stack, api: httpx.AsyncClient, events: list[dict[s
     return len(users)
 
 
+def _channel_labels(text: str) -> set[str]:
+    return {
+        sample.labels["channel"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "channel" in sample.labels
+    }
+
+
+async def _check_channel_labels(api: httpx.AsyncClient, worker: str, population: str) -> None:
+    """Hundreds of made-up channels: at most MAX_CHANNELS labels each, and the API's
+    population series (labelled channels plus `~other`) still add up to the exact totals."""
+    assert len(_channel_labels(worker)) <= MAX_CHANNELS + 1
+    assert OTHER_CHANNELS in _channel_labels(worker)
+    assert len(_channel_labels(population)) <= MAX_CHANNELS
+    assert OTHER_CHANNELS in _channel_labels(population)
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(population):
+        if family.name == "lifecycle_users":
+            for sample in family.samples:
+                sums[sample.labels["state"]] = sums.get(sample.labels["state"], 0) + sample.value
+    assert sums == (await api.get("/lifecycle")).json()["counts"]
+
+
 def _canonical(event: dict[str, Any]) -> dict[str, Any]:
     """The event with `ts` in epoch ms (the reference helpers compare times as numbers)."""
     checked = validate_event(event)
@@ -220,7 +247,13 @@ async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
     broker: Any, redis_url: str, tmp_path: Any
 ) -> None:
     worker_port = free_port()
-    stack = make_stack(broker, redis_url, tmp_path, LIFECYCLE_WORKER_PORT=str(worker_port))
+    stack = make_stack(
+        broker,
+        redis_url,
+        tmp_path,
+        LIFECYCLE_WORKER_PORT=str(worker_port),
+        LIFECYCLE_METRICS_MAX_CHANNELS=str(MAX_CHANNELS),
+    )
     started = time.monotonic()
     run = mix(20261123, MESSAGES, USERS, stack.partitions)
     generated = time.monotonic()
@@ -262,7 +295,9 @@ async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
             scraped = httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).text
             assert "lifecycle_events_total" in scraped
             assert MARKER not in scraped
-            assert MARKER not in (await api.get("/metrics")).text
+            population = (await api.get("/metrics")).text
+            assert MARKER not in population
+            await _check_channel_labels(api, scraped, population)
         finally:
             worker.stop()
     log = (stack.workdir / "worker.log").read_text(errors="replace")
