@@ -8,8 +8,8 @@ dead-letter topic exactly once with a reason, the state equals `tests.reference`
 the good events, the worker never exited, keys keep their `{p}` tag whatever the ids,
 and no id or property value appears in the worker's INFO log or in any metric.
 
-`LIFECYCLE_FAULTS=full`: 120,000 messages (~570,000 events, ~128,000 of them bad);
-short (CI): 5,000 messages.
+`LIFECYCLE_FAULTS=full`: 120,000 messages (~580,000 events, ~128,000 of them bad);
+short (CI): 5,000 messages; a fifth of that again on a Redis Cluster of three masters.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import gzip
 import random
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,11 +28,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
-from redis import Redis
+from redis import RedisCluster
 
 from service.api import create_api
 from service.core.events import validate_event
-from service.embedded import free_port
+from service.embedded import RedisClusterNodes, free_port
+from service.keys import PartitionKeys
 from service.metrics import OTHER_CHANNELS
 from service.publisher import EventPublisher
 from service.queries import Queries
@@ -39,6 +41,7 @@ from service.redis_client import redis_client
 from tests import reference as ref
 from tests.faults.hostile import MARKER, Mix, bad_event_doc, dumps_lenient, good_event, mix
 from tests.faults.scale import full
+from tests.processes import sync_redis
 from tests.stack import Stack, make_stack, read_counters
 
 pytestmark = pytest.mark.integration
@@ -63,13 +66,15 @@ def _publish(stack: Stack, run: Mix) -> None:
         pub.close()
 
 
-async def _post_hostile(api: httpx.AsyncClient, rng: random.Random, run: Mix) -> list[dict[str, Any]]:
+async def _post_hostile(
+    api: httpx.AsyncClient, rng: random.Random, run: Mix, posts: int
+) -> list[dict[str, Any]]:
     """Mixed batches and hostile bodies to POST /v1/events; returns the events it accepted.
 
     The collector refuses bad events at the edge (listed by index, never dead-lettered)."""
     accepted: list[dict[str, Any]] = []
     n = 10_000_000
-    for _ in range(POSTS):
+    for _ in range(posts):
         items: list[bytes] = []
         bad: list[int] = []
         good: list[dict[str, Any]] = []
@@ -228,38 +233,32 @@ def _canonical(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_keys(stack: Stack) -> None:
-    """Whatever the ids, every key is `<prefix>:{p}:...` with a valid partition, and holds no id."""
+    """Whatever the ids, every key is `<prefix>:{p}:...` with a valid partition and holds no
+    id; on a Redis Cluster every key of a partition is in its partition's slot."""
     s = stack.settings
-    client = Redis.from_url(s.redis_url)
+    client = sync_redis(s.redis_url, s.redis_cluster)
     try:
         keys = [k.decode() for k in client.scan_iter(match=f"{s.key_prefix}:*", count=10_000)]
+        tag = re.compile(rf"^{re.escape(s.key_prefix)}:\{{(\d+)\}}:[a-z]+(:[A-Za-z0-9_.\-]+)?$")
+        assert keys
+        for key in keys:
+            match = tag.match(key)
+            assert match and int(match.group(1)) < s.partitions, key
+            assert MARKER not in key
+            if isinstance(client, RedisCluster):
+                meta = PartitionKeys(s.key_prefix, int(match.group(1))).meta
+                assert client.keyslot(key) == client.keyslot(meta), key
     finally:
         client.close()
-    assert keys
-    tag = re.compile(rf"^{re.escape(s.key_prefix)}:\{{(\d+)\}}:[a-z]+(:[A-Za-z0-9_.\-]+)?$")
-    for key in keys:
-        match = tag.match(key)
-        assert match and int(match.group(1)) < s.partitions, key
-        assert MARKER not in key
 
 
-async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
-    broker: Any, redis_url: str, tmp_path: Any
-) -> None:
-    worker_port = free_port()
-    stack = make_stack(
-        broker,
-        redis_url,
-        tmp_path,
-        LIFECYCLE_WORKER_PORT=str(worker_port),
-        LIFECYCLE_METRICS_MAX_CHANNELS=str(MAX_CHANNELS),
-    )
+async def _fuzz(stack: Stack, messages: int, users: int, posts: int, worker_port: int) -> None:
     started = time.monotonic()
-    run = mix(20261123, MESSAGES, USERS, stack.partitions)
+    run = mix(20261123, messages, users, stack.partitions)
     generated = time.monotonic()
     app = create_api(stack.settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
-        posted = await _post_hostile(api, random.Random(7), run)
+        posted = await _post_hostile(api, random.Random(7), run, posts)
         await app.state.collector.close()
         worker = stack.worker()
         try:
@@ -287,7 +286,7 @@ async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
             # Every good one applied: the state is the reference's over the good events only.
             good = [_canonical(e) for e in posted + run.good]
             await _check_aggregates(api, good, stack.settings.loaded_profile)
-            users = await _check_users(stack, api, good)
+            checked = await _check_users(stack, api, good)
             assert worker.alive(), worker.log_tail()
             _check_keys(stack)
 
@@ -305,8 +304,36 @@ async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
     assert MARKER not in log
     assert "exiting" not in log
     print(
-        f"\nfuzz: {len(run.messages)} messages ({run.envelopes} envelopes), {len(good)} good events "
-        f"of {users} users, {run.bad} bad -> {len(letters)} dead letters; collector: {POSTS} requests, "
-        f"{len(posted)} accepted; generated in {generated - started:.1f}s, published in "
-        f"{published - generated:.1f}s, applied {applied - published:.1f}s later"
+        f"\nfuzz{' (Redis Cluster)' if stack.settings.redis_cluster else ''}: {len(run.messages)} messages "
+        f"({run.envelopes} envelopes), {len(good)} good events of {checked} users, {run.bad} bad -> "
+        f"{len(letters)} dead letters; collector: {posts} requests, {len(posted)} accepted; generated in "
+        f"{generated - started:.1f}s, published in {published - generated:.1f}s, applied "
+        f"{applied - published:.1f}s later"
     )
+
+
+def _stack(broker: Any, redis_url: str, workdir: Path, worker_port: int, **extra: str) -> Stack:
+    return make_stack(
+        broker,
+        redis_url,
+        workdir,
+        LIFECYCLE_WORKER_PORT=str(worker_port),
+        LIFECYCLE_METRICS_MAX_CHANNELS=str(MAX_CHANNELS),
+        **extra,
+    )
+
+
+async def test_hostile_messages_are_dead_lettered_and_good_ones_applied(
+    broker: Any, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    await _fuzz(_stack(broker, redis_url, tmp_path, port), MESSAGES, USERS, POSTS, port)
+
+
+async def test_hostile_ids_on_a_redis_cluster(broker: Any, tmp_path: Path) -> None:
+    """The same on three Redis Cluster masters: ids with `{`, `}` and `:` never move a key
+    out of its partition's slot (they are never part of a key)."""
+    with RedisClusterNodes(tmp_path / "cluster") as cluster:
+        port = free_port()
+        stack = _stack(broker, cluster.url, tmp_path, port, LIFECYCLE_REDIS_CLUSTER="true")
+        await _fuzz(stack, MESSAGES // 5, USERS // 5, POSTS // 5, port)
