@@ -7,8 +7,10 @@ generator makes carries `MARKER`, so a scan of logs or metrics for it finds any 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -78,8 +80,6 @@ def good_event(rng: random.Random, n: int, user_id: str) -> dict[str, Any]:
 
 
 def _rfc3339(ts: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds")
 
 
@@ -157,8 +157,8 @@ def bad_event_doc(rng: random.Random, n: int) -> Any:
     elif kind == 23:
         base["ts"] = "2024-13-45T25:61:61Z"
     elif kind == 24:
-        base["amount"] = None  # null is not a number... but null means "absent": still valid
-        base["type"] = ""  # so make it bad another way
+        base["amount"] = None  # null means "absent", which is valid ...
+        base["type"] = ""  # ... so this one is bad by its type
     else:
         base["event_id"] = ""
     if kind == 18 and base["ts"] == T0 + 0.5:
@@ -174,8 +174,6 @@ def _huge(rng: random.Random, small: int, huge: int) -> int:
 def dumps_lenient(doc: Any) -> bytes:
     """JSON bytes of `doc`, writing NaN and infinities the way JavaScript's JSON.stringify
     never would but hostile producers do (`NaN`, `Infinity`)."""
-    import json
-
     return json.dumps(doc, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
