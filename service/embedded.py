@@ -24,7 +24,7 @@ import subprocess
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -430,8 +430,10 @@ class KafkaBroker(_Process):
         port: int | None = None,
         lib_dir: Path | str | None = None,
         extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
     ) -> None:
-        """`extra_properties` override or add server properties (listeners, TLS, SASL)."""
+        """`extra_properties` override or add server properties (listeners, TLS, SASL);
+        `format_args` go to the storage format command (e.g. `--add-scram` users)."""
         java = shutil.which("java")
         if java is None:
             raise MissingDependency(
@@ -446,6 +448,7 @@ class KafkaBroker(_Process):
         self.lib_dir = lib.resolve()
         self.controller_port = free_port()
         self.extra_properties = dict(extra_properties or {})
+        self.format_args = list(format_args)
         self.data_dir = self.workdir / "data"
         self.cluster_id = self._stored_cluster_id() or _random_cluster_id()
 
@@ -487,7 +490,7 @@ class KafkaBroker(_Process):
             done = subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool", "format", "-t", self.cluster_id,
-                    "-c", str(self._properties), "--standalone",
+                    "-c", str(self._properties), "--standalone", *self.format_args,
                 ),
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,

@@ -166,12 +166,14 @@ async def test_redis_over_tls(broker: Any, certs: TlsFiles, tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> Iterator[dict[str, str]]:
-    """Apache Kafka with SASL_PLAINTEXT (PLAIN) and SSL listeners; yields their bootstraps."""
+    """Apache Kafka with SASL_PLAINTEXT (PLAIN and SCRAM-SHA-256) and SSL listeners; yields
+    their bootstraps."""
     workdir = tmp_path_factory.mktemp("kafka-secured")
     keystore = workdir / "server-keystore.pem"  # Kafka's PEM keystore: the key, then the chain
     keystore.write_text(certs.key.read_text() + certs.cert.read_text())
     sasl_port, ssl_port = free_port(), free_port()
-    broker = KafkaBroker(workdir, extra_properties={})
+    scram = f"SCRAM-SHA-256=[name={SASL_USER},password={SASL_PASSWORD}]"
+    broker = KafkaBroker(workdir, extra_properties={}, format_args=["--add-scram", scram])
     plain, controller = f"127.0.0.1:{broker.port}", f"127.0.0.1:{broker.controller_port}"
     listeners = (
         f"PLAINTEXT://{plain},CONTROLLER://{controller},"
@@ -188,8 +190,11 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> 
             "listener.security.protocol.map": (
                 "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL"
             ),
-            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+            "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
             "listener.name.ssl.ssl.keystore.type": "PEM",
             "listener.name.ssl.ssl.keystore.location": str(keystore),
             "listener.name.ssl.ssl.client.auth": "none",
@@ -200,11 +205,11 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> 
 
 
 def _security_env(kind: str, bootstrap: str, certs: TlsFiles) -> dict[str, str]:
-    if kind == "sasl":
+    if kind in ("plain", "scram"):
         return {
             "LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap,
             "LIFECYCLE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-            "LIFECYCLE_KAFKA_SASL_MECHANISM": "PLAIN",
+            "LIFECYCLE_KAFKA_SASL_MECHANISM": "PLAIN" if kind == "plain" else "SCRAM-SHA-256",
             "LIFECYCLE_KAFKA_SASL_USERNAME": SASL_USER,
             "LIFECYCLE_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
         }
@@ -230,12 +235,12 @@ def _read_topic(settings: Settings, topic: str, partitions: int) -> list[Any]:
         consumer.close()
 
 
-@pytest.mark.parametrize("kind", ["sasl", "ssl"])
+@pytest.mark.parametrize("kind", ["plain", "scram", "ssl"])
 async def test_kafka_with_sasl_and_with_tls(
     kind: str, secured_kafka: dict[str, str], certs: TlsFiles, redis_url: str, tmp_path: Path
 ) -> None:
     class Secured:
-        bootstrap = secured_kafka[kind]
+        bootstrap = secured_kafka["ssl" if kind == "ssl" else "sasl"]
 
     stack = make_stack(Secured(), redis_url, tmp_path, **_security_env(kind, Secured.bootstrap, certs))
     s = stack.settings
@@ -267,7 +272,7 @@ async def test_kafka_with_sasl_and_with_tls(
             for uid in ("u-collected", "u-bridged"):
                 await _wait_user(api, uid, worker)
         # Wrong credentials: not ready, with the reason.
-        if kind == "sasl":
+        if kind != "ssl":
             wrong = Settings(**{**_settings_kwargs(stack), "kafka_sasl_password": SecretStr("wrong")})
         else:
             wrong = Settings(**{**_settings_kwargs(stack), "kafka_ssl_cafile": ""})
