@@ -171,13 +171,14 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> 
     workdir = tmp_path_factory.mktemp("kafka-secured")
     keystore = workdir / "server-keystore.pem"  # Kafka's PEM keystore: the key, then the chain
     keystore.write_text(certs.key.read_text() + certs.cert.read_text())
-    sasl_port, ssl_port = free_port(), free_port()
+    sasl_port, ssl_port, sasl_ssl_port = free_port(), free_port(), free_port()
     scram = f"SCRAM-SHA-256=[name={SASL_USER},password={SASL_PASSWORD}]"
     broker = KafkaBroker(workdir, extra_properties={}, format_args=["--add-scram", scram])
     plain, controller = f"127.0.0.1:{broker.port}", f"127.0.0.1:{broker.controller_port}"
     listeners = (
         f"PLAINTEXT://{plain},CONTROLLER://{controller},"
-        f"SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{ssl_port}"
+        f"SASL_PLAINTEXT://127.0.0.1:{sasl_port},SSL://127.0.0.1:{ssl_port},"
+        f"SASL_SSL://127.0.0.1:{sasl_ssl_port}"
     )
     jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -188,7 +189,8 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> 
             "listeners": listeners,
             "advertised.listeners": listeners,
             "listener.security.protocol.map": (
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL"
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,"
+                "SASL_SSL:SASL_SSL"
             ),
             "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
@@ -198,10 +200,20 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory, certs: TlsFiles) -> 
             "listener.name.ssl.ssl.keystore.type": "PEM",
             "listener.name.ssl.ssl.keystore.location": str(keystore),
             "listener.name.ssl.ssl.client.auth": "none",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(keystore),
         }
     )
     with broker:
-        yield {"sasl": f"127.0.0.1:{sasl_port}", "ssl": f"127.0.0.1:{ssl_port}"}
+        yield {
+            "sasl": f"127.0.0.1:{sasl_port}",
+            "ssl": f"127.0.0.1:{ssl_port}",
+            "sasl_ssl": f"127.0.0.1:{sasl_ssl_port}",
+        }
 
 
 def _security_env(kind: str, bootstrap: str, certs: TlsFiles) -> dict[str, str]:
@@ -213,11 +225,15 @@ def _security_env(kind: str, bootstrap: str, certs: TlsFiles) -> dict[str, str]:
             "LIFECYCLE_KAFKA_SASL_USERNAME": SASL_USER,
             "LIFECYCLE_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
         }
-    return {
-        "LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap,
-        "LIFECYCLE_KAFKA_SECURITY_PROTOCOL": "SSL",
-        "LIFECYCLE_KAFKA_SSL_CAFILE": str(certs.ca),
-    }
+    tls = {"LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap, "LIFECYCLE_KAFKA_SSL_CAFILE": str(certs.ca)}
+    if kind == "sasl_ssl":
+        return {
+            **tls,
+            "LIFECYCLE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LIFECYCLE_KAFKA_SASL_USERNAME": SASL_USER,
+            "LIFECYCLE_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+        }
+    return {**tls, "LIFECYCLE_KAFKA_SECURITY_PROTOCOL": "SSL"}
 
 
 def _read_topic(settings: Settings, topic: str, partitions: int) -> list[Any]:
@@ -235,16 +251,16 @@ def _read_topic(settings: Settings, topic: str, partitions: int) -> list[Any]:
         consumer.close()
 
 
-@pytest.mark.parametrize("kind", ["plain", "scram", "ssl"])
+@pytest.mark.parametrize("kind", ["plain", "scram", "ssl", "sasl_ssl"])
 async def test_kafka_with_sasl_and_with_tls(
     kind: str, secured_kafka: dict[str, str], certs: TlsFiles, redis_url: str, tmp_path: Path
 ) -> None:
     class Secured:
-        bootstrap = secured_kafka["ssl" if kind == "ssl" else "sasl"]
+        bootstrap = secured_kafka[kind if kind in ("ssl", "sasl_ssl") else "sasl"]
 
     stack = make_stack(Secured(), redis_url, tmp_path, **_security_env(kind, Secured.bootstrap, certs))
     s = stack.settings
-    assert s.kafka_security_protocol in ("SASL_PLAINTEXT", "SSL")
+    assert s.kafka_security_protocol != "PLAINTEXT"
     # Published with kafka-python, consumed by Faust, relayed (triggers) and dead-lettered.
     await _run_and_check(stack, (SASL_PASSWORD,))
     worker = stack.worker()
@@ -272,7 +288,7 @@ async def test_kafka_with_sasl_and_with_tls(
             for uid in ("u-collected", "u-bridged"):
                 await _wait_user(api, uid, worker)
         # Wrong credentials: not ready, with the reason.
-        if kind != "ssl":
+        if kind in ("plain", "scram"):
             wrong = Settings(**{**_settings_kwargs(stack), "kafka_sasl_password": SecretStr("wrong")})
         else:
             wrong = Settings(**{**_settings_kwargs(stack), "kafka_ssl_cafile": ""})
