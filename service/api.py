@@ -20,21 +20,39 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
+from starlette.convertors import Convertor, register_url_convertor
 
 from service.audience_api import audience_routes
 from service.audiences import AudienceReader
 from service.collector import Collector, CollectorError
 from service.console_api import console_routes, is_console_path, serve_console
 from service.core.durations import DurationError, format_duration, parse_duration
-from service.core.events import MAX_ID_LEN
+from service.core.events import MAX_AMOUNT, MAX_ID_LEN, MAX_TS_MS, MIN_TS_MS
 from service.core.profile import Thresholds
 from service.history import History
+from service.kafka_clients import aiokafka_options
 from service.ops import EndOffsets, Ops
 from service.population import PopulationCollector
 from service.queries import Queries
 from service.redis_client import redis_client
 from service.settings import Settings
 from service.store import AnyRedis
+
+
+class _UserIdConvertor(Convertor[str]):
+    """A path segment that is any user id: "/" (sent as %2F, decoded before routing) and
+    newlines included, which Starlette's `str` and `path` convertors do not match."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("user_id", _UserIdConvertor())
 
 ChannelParam = Annotated[
     str | None,
@@ -123,6 +141,25 @@ class Problem(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """FastAPI's own 422 (a parameter of the wrong form), beside a `Problem` for a rule between them."""
+
+    detail: list[ValidationIssue]
+
+
+class CollectRefused(Problem):
+    """A 400 from the collector: not JSON (`detail` only), or every event rejected (by index)."""
+
+    accepted: int = 0
+    rejected: list[RejectedEvent] = []
+
+
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["event_id", "user_id", "type", "ts"],
@@ -131,9 +168,15 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "ts": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
-        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "amount": {"type": "number"},
+        "ts": {
+            "oneOf": [
+                {"type": "string", "format": "date-time", "maxLength": 40},
+                {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS},
+            ],
+            "description": "event time; also at most LIFECYCLE_MAX_FUTURE past the server's clock",
+        },
+        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$", "not": {"const": "-"}},
+        "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
         "properties": {"type": "object"},
     },
 }
@@ -152,8 +195,8 @@ def _day(text: str) -> int:
 class _KafkaProbe:
     """Answers whether the brokers respond to a metadata request, cached for two seconds."""
 
-    def __init__(self, bootstrap: list[str]) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
         self._at = 0.0
         self._ok = False
         self._error = ""
@@ -161,7 +204,7 @@ class _KafkaProbe:
     async def check(self) -> tuple[bool, str]:
         if time.monotonic() - self._at < 2.0:
             return self._ok, self._error
-        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        client = AIOKafkaClient(**self.options, request_timeout_ms=2000)
         try:
             await asyncio.wait_for(client.bootstrap(), 3)
             self._ok, self._error = True, ""
@@ -171,6 +214,36 @@ class _KafkaProbe:
             await client.close()
         self._at = time.monotonic()
         return self._ok, self._error
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it exceeds `limit` bytes: a chunked upload without a
+    Content-Length is never read into memory past the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refuse_repeated_parameters(app: FastAPI) -> None:
+    """Every query parameter is a single value: `?channel=a&channel=b` is refused (422, in
+    FastAPI's validation error shape) instead of silently taking the last one."""
+
+    @app.middleware("http")
+    async def check_query(request: Request, call_next: Any) -> Any:
+        names = [name for name, _ in request.query_params.multi_items()]
+        if len(names) != len(set(names)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            errors = [
+                {"loc": ["query", name[:64]], "msg": "given more than once", "type": "repeated"}
+                for name in repeated[:10]
+            ]
+            return JSONResponse({"detail": errors}, status_code=422)
+        return await call_next(request)
 
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no key
@@ -221,14 +294,15 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     profile = settings.loaded_profile
     client = redis or redis_client(settings, socket_timeout=5, socket_connect_timeout=2)
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
-    kafka = _KafkaProbe(settings.bootstrap_servers)
+    kafka_options = aiokafka_options(settings)
+    kafka = _KafkaProbe(kafka_options)
     collector = Collector(settings)
     audiences = AudienceReader(queries)
-    population = PopulationCollector(queries, audiences)
+    population = PopulationCollector(queries, settings.metrics_max_channels, audiences)
     population_registry = CollectorRegistry(auto_describe=False)
     population_registry.register(population)
     history = History(queries, settings.history_interval)
-    ops = Ops(queries, EndOffsets(settings.bootstrap_servers, settings.events_topic, settings.partitions))
+    ops = Ops(queries, EndOffsets(kafka_options, settings.events_topic, settings.partitions))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -250,25 +324,30 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.state.queries = queries
     app.state.collector = collector
     app.state.history = history
+    _refuse_repeated_parameters(app)
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
     app.include_router(audience_routes(audiences))
     app.include_router(console_routes(history, ops))
 
-    @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
-    async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
-        """A user's lifecycle state at the current clock, funnel stage, orders and revenue."""
-        found = await queries.user(user_id)
-        if found is None:
-            raise HTTPException(404, f"no user {user_id!r}")
-        return found
-
-    @app.get("/users/{user_id}/triggers", responses={404: {"description": "unknown user"}})
+    # `:user_id`: any characters (see `_UserIdConvertor`); the triggers route comes first,
+    # so only an id ending in "/triggers" is ambiguous.
+    @app.get("/users/{user_id:user_id}/triggers", responses={404: {"description": "unknown user"}})
     async def get_user_triggers(
         user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)],
     ) -> dict[str, Any]:
         """A user's scheduled triggers (due times, epoch ms) and the last fired ones with outcomes."""
         found = await queries.user_triggers(user_id)
+        if found is None:
+            raise HTTPException(404, f"no user {user_id!r}")
+        return found
+
+    @app.get(
+        "/users/{user_id:user_id}", response_model=User, responses={404: {"description": "unknown user"}}
+    )
+    async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
+        """A user's lifecycle state at the current clock, funnel stage, orders and revenue."""
+        found = await queries.user(user_id)
         if found is None:
             raise HTTPException(404, f"no user {user_id!r}")
         return found
@@ -292,7 +371,9 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         user idle for d comes back. Exact at the boundaries."""
         return await queries.return_curve(channel)
 
-    @app.get("/lifecycle/what-if", response_model=WhatIf, responses={422: {"model": Problem}})
+    @app.get(
+        "/lifecycle/what-if", response_model=WhatIf, responses={422: {"model": Problem | ValidationProblem}}
+    )
     async def get_what_if(
         new_window: DurationParam = None,
         silent_after: DurationParam = None,
@@ -327,11 +408,17 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         body["thresholds"] = {n: format_duration(v) for n, v in zip(names, values, strict=True)}
         return body
 
-    @app.get("/retention", responses={422: {"model": Problem}})
+    @app.get("/retention", responses={422: {"model": Problem | ValidationProblem}})
     async def get_retention(
-        cohort: Annotated[str | None, Query(description="a first-seen day, YYYY-MM-DD")] = None,
-        start: Annotated[str | None, Query(alias="from", description="first cohort day of a range")] = None,
-        end: Annotated[str | None, Query(alias="to", description="last cohort day of a range")] = None,
+        cohort: Annotated[
+            str | None, Query(max_length=10, description="a first-seen day, YYYY-MM-DD")
+        ] = None,
+        start: Annotated[
+            str | None, Query(alias="from", max_length=10, description="first cohort day of a range")
+        ] = None,
+        end: Annotated[
+            str | None, Query(alias="to", max_length=10, description="last cohort day of a range")
+        ] = None,
         channel: ChannelParam = None,
     ) -> Any:
         """Cohort retention: users first seen on day d, and of them those active again on day
@@ -367,7 +454,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         "/v1/events",
         response_model=CollectResponse,
         responses={
-            400: {"model": Problem, "description": "not JSON, or every event rejected"},
+            400: {"model": CollectRefused, "description": "not JSON, or every event rejected"},
             413: {"model": Problem, "description": "too many events or too large a body"},
             415: {"model": Problem, "description": "unsupported Content-Encoding"},
             503: {"model": Problem, "description": "broker unreachable; retry after `Retry-After` s"},
@@ -377,7 +464,17 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+                        "schema": {
+                            "oneOf": [
+                                _EVENT_SCHEMA,
+                                {
+                                    "type": "array",
+                                    "items": _EVENT_SCHEMA,
+                                    "minItems": 1,
+                                    "maxItems": settings.collector_max_events,
+                                },
+                            ]
+                        }
                     }
                 },
             }
@@ -392,13 +489,19 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
+        body = await _read_bounded(request, settings.collector_max_bytes)
+        if body is None:
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
         try:
-            result = await collector.collect(await request.body(), request.headers.get("content-encoding"))
+            result = await collector.collect(body, request.headers.get("content-encoding"))
         except CollectorError as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
             return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
         if result.rejected and not result.accepted:
-            response.status_code = 400
+            detail = "every event was rejected"
+            return JSONResponse(
+                {"detail": detail, "accepted": 0, "rejected": result.rejected}, status_code=400
+            )
         return {"accepted": result.accepted, "rejected": result.rejected}
 
     @app.get("/healthz", response_model=Health)

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from service.core.envelopes import join_envelope
 from service.core.partitioning import partition_for
+from service.kafka_clients import aiokafka_options
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class Bridge:
         s = self.settings
         consumer = AIOKafkaConsumer(
             self.source,
-            bootstrap_servers=s.bootstrap_servers,
+            **aiokafka_options(s),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -72,7 +73,7 @@ class Bridge:
             heartbeat_interval_ms=int(s.session_timeout * 200),
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
+            **aiokafka_options(s),
             acks="all",
             linger_ms=5,
             max_batch_size=1 << 20,

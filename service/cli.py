@@ -33,6 +33,7 @@ def _settings() -> Settings:
 
 def ensure_topics(settings: Settings) -> None:
     """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
+    from service.kafka_clients import kafka_python_options
     from service.topics import create_topics
 
     create_topics(
@@ -43,6 +44,7 @@ def ensure_topics(settings: Settings) -> None:
             # one trigger partition per events partition: each has a single writer, its owner
             settings.triggers_topic: settings.partitions,
         },
+        **kafka_python_options(settings),
     )
 
 
@@ -83,6 +85,7 @@ def _progress(events: Iterable[dict[str, Any]], total: int | None, desc: str) ->
 def _publish(
     settings: Settings, events: Iterable[dict[str, Any]], *, single: bool, envelope_size: int
 ) -> int:
+    from service.kafka_clients import kafka_python_options
     from service.publisher import EventPublisher
 
     ensure_topics(settings)
@@ -92,6 +95,7 @@ def _publish(
         settings.partitions,
         envelope_size=envelope_size,
         single=single,
+        **kafka_python_options(settings),
     )
     try:
         sent = publisher.publish(events)

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from service.core.envelopes import envelopes
 from service.core.events import validate_event
+from service.kafka_clients import aiokafka_options
 from service.settings import Settings
 
 
@@ -100,7 +101,7 @@ class Collector:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
+                    **aiokafka_options(self.settings),
                     acks="all",
                     linger_ms=2,
                     max_batch_size=1 << 20,

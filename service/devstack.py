@@ -24,6 +24,7 @@ import yaml
 from service.core.profile import Profile
 from service.embedded import RedisServer, TansuBroker, free_port
 from service.generator import generate_live
+from service.kafka_clients import kafka_python_options
 from service.publisher import EventPublisher
 from service.settings import Settings
 
@@ -135,7 +136,12 @@ live demo events: {args.rate:g}/s. Ctrl-C stops everything.""",
 
 def feed_live(settings: Settings, profile: Profile, users: int, rate: float) -> None:
     """Send a tick of live events every second, flushed, until interrupted."""
-    publisher = EventPublisher(settings.kafka_bootstrap, settings.events_topic, settings.partitions)
+    publisher = EventPublisher(
+        settings.kafka_bootstrap,
+        settings.events_topic,
+        settings.partitions,
+        **kafka_python_options(settings),
+    )
     try:
         for batch in generate_live(users=users, seed=2, rate_per_s=rate, profile=profile):
             publisher.publish(batch)

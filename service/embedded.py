@@ -24,7 +24,8 @@ import subprocess
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self, TypeVar
@@ -254,18 +255,36 @@ class _Process(ABC):
         return f"<{type(self).__name__} 127.0.0.1:{self.port} {state}>"
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's TLS certificate, its private key and the CA that signed it (PEM files)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class RedisServer(_Process):
     """Debian's `redis-server` on 127.0.0.1, persisting to `workdir` only with `appendonly`.
 
     With `appendonly=True` every write is fsynced (`appendfsync always`), so data that
     Redis acknowledged survives `kill()` as well as `restart()`: crash tests then test the
     service, not Redis's one-second fsync window. Without it nothing is persisted at all.
+
+    `password` sets `requirepass`; `tls` (certificate, key and CA files, PEM) makes the port
+    TLS-only. `url` carries both, so clients built from it just work.
     """
 
     name = "redis"
 
     def __init__(
-        self, workdir: Path | str, port: int | None = None, appendonly: bool = False, cluster: bool = False
+        self,
+        workdir: Path | str,
+        port: int | None = None,
+        appendonly: bool = False,
+        cluster: bool = False,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -277,10 +296,13 @@ class RedisServer(_Process):
         self.binary = binary
         self.appendonly = appendonly
         self.cluster = cluster
+        self.password = password
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def _command(self) -> list[str]:
         aof = ["yes", "--appendfsync", "always"] if self.appendonly else ["no"]
@@ -293,12 +315,34 @@ class RedisServer(_Process):
             "--save", "",  # no RDB snapshots: AOF or nothing
             "--appendonly", *aof,
             *(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] if self.cluster else []),
+            *(["--requirepass", self.password] if self.password else []),
+            *self._tls_args(),
+        ]  # fmt: skip
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.tls.cert),
+            "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca),
+            "--tls-auth-clients", "no",
         ]  # fmt: skip
 
     def _ready(self) -> bool:
         import redis
 
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            **tls,  # type: ignore[arg-type]
+        )
         try:
             # The pid check tells our server from one that already held the port.
             return bool(client.ping()) and client.info("server").get("process_id") == self.pid
@@ -381,8 +425,15 @@ class KafkaBroker(_Process):
     stop_grace = 30.0
 
     def __init__(
-        self, workdir: Path | str, port: int | None = None, lib_dir: Path | str | None = None
+        self,
+        workdir: Path | str,
+        port: int | None = None,
+        lib_dir: Path | str | None = None,
+        extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
     ) -> None:
+        """`extra_properties` override or add server properties (listeners, TLS, SASL);
+        `format_args` go to the storage format command (e.g. `--add-scram` users)."""
         java = shutil.which("java")
         if java is None:
             raise MissingDependency(
@@ -396,6 +447,8 @@ class KafkaBroker(_Process):
         self.java = java
         self.lib_dir = lib.resolve()
         self.controller_port = free_port()
+        self.extra_properties = dict(extra_properties or {})
+        self.format_args = list(format_args)
         self.data_dir = self.workdir / "data"
         self.cluster_id = self._stored_cluster_id() or _random_cluster_id()
 
@@ -437,7 +490,7 @@ class KafkaBroker(_Process):
             done = subprocess.run(
                 self._java(
                     "kafka.tools.StorageTool", "format", "-t", self.cluster_id,
-                    "-c", str(self._properties), "--standalone",
+                    "-c", str(self._properties), "--standalone", *self.format_args,
                 ),
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
@@ -478,6 +531,7 @@ class KafkaBroker(_Process):
             # until its previous session expires: 9 s by default, made 3 s here.
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "3000",
+            **self.extra_properties,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

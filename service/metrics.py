@@ -1,8 +1,10 @@
 """Prometheus metrics of the worker: counters of what happens, per process.
 
 Labels come from small fixed sets only (outcome, transition states, stage index, known
-event types); never user ids. Population gauges are read from Redis at scrape time by
-the API process (see `service.collectors`), so several workers never double count.
+event types) and from channels, of which at most `LIFECYCLE_METRICS_MAX_CHANNELS` get a
+label (the rest share `~other`); never user ids or event properties. Population gauges
+are read from Redis at scrape time by the API process (see `service.population`), so
+several workers never double count.
 """
 
 from __future__ import annotations
@@ -18,11 +20,30 @@ from service.core.trigger_rules import KINDS
 from service.core.triggers import STATUSES, Fired
 
 PREFIX = "lifecycle"
+OTHER_CHANNELS = "~other"  # not a valid channel name, so it can never be a real one
 OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed")
 
 
+class ChannelLabels:
+    """Channel names come from events, so their number is up to the producers: the first
+    `limit` seen get a label of their own, the rest share `~other` (series stay bounded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._known: set[str] = set()
+
+    def __call__(self, channel: str) -> str:
+        if channel in self._known:
+            return channel
+        if len(self._known) < self.limit:
+            self._known.add(channel)
+            return channel
+        return OTHER_CHANNELS
+
+
 class WorkerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, max_channels: int = 50) -> None:
+        self.channel = ChannelLabels(max_channels)
         kw = {"registry": registry} if registry is not None else {}
         self.events = Counter(
             f"{PREFIX}_events_total",
@@ -158,7 +179,7 @@ class WorkerMetrics:
         self.batches.labels("sweep")
         for kind in KINDS:
             for status in STATUSES:
-                self.triggers.labels(kind, status, NO_CHANNEL)
+                self.triggers.labels(kind, status, self.channel(NO_CHANNEL))
             self.advisor_triggers.labels(kind)
 
     def record_triggers(self, fired: Sequence[Fired]) -> None:
@@ -169,7 +190,7 @@ class WorkerMetrics:
     def record_sums(self, sums: Mapping[str, float]) -> None:
         for name, delta in sums.items():
             if delta > 0 and name.startswith("revenue|"):
-                self.revenue.labels(ctr.split(name)[1]).inc(delta)
+                self.revenue.labels(self.channel(ctr.split(name)[1])).inc(delta)
 
     def record_lag(self, committed_at_ms: int, event_times: list[int]) -> None:
         observe = self.lag.observe
@@ -182,7 +203,7 @@ class WorkerMetrics:
 
     def record_gaps(self, gaps: list[tuple[str, int]]) -> None:
         for channel, gap_ms in gaps:
-            self.return_gap.labels(channel).observe(gap_ms / 1000)
+            self.return_gap.labels(self.channel(channel)).observe(gap_ms / 1000)
 
     def record_counts(self, counts: Mapping[str, int]) -> None:
         """Mirror the committed counter deltas into the process's Prometheus counters."""
@@ -195,10 +216,10 @@ class WorkerMetrics:
             elif parts[0] == "ev":
                 self.events_by_type.labels(parts[1]).inc(delta)
             elif parts[0] == "stage":
-                self.stage_entries.labels(parts[2], parts[1]).inc(delta)
+                self.stage_entries.labels(parts[2], self.channel(parts[1])).inc(delta)
             elif parts[0] == "tg":
-                self.triggers.labels(parts[1], parts[3], parts[2]).inc(delta)
+                self.triggers.labels(parts[1], parts[3], self.channel(parts[2])).inc(delta)
             elif parts[0] == "to":
-                self.trigger_outcomes.labels(parts[1], parts[4], parts[3], parts[2]).inc(delta)
+                self.trigger_outcomes.labels(parts[1], parts[4], parts[3], self.channel(parts[2])).inc(delta)
             elif parts[0] == "orders":
-                self.orders.labels(parts[1]).inc(delta)
+                self.orders.labels(self.channel(parts[1])).inc(delta)

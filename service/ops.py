@@ -21,8 +21,8 @@ from service.store import as_text
 class EndOffsets:
     """The events topic's end offset per partition, read from the broker."""
 
-    def __init__(self, bootstrap: list[str], topic: str, partitions: int, ttl_s: float = 1.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, options: dict[str, Any], topic: str, partitions: int, ttl_s: float = 1.0) -> None:
+        self.options = options  # `aiokafka_options`: bootstrap servers and the deployment's SASL/SSL
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.ttl_s = ttl_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -36,7 +36,7 @@ class EndOffsets:
                 return self._ends
             if self._consumer is None:
                 consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
+                    **self.options,
                     enable_auto_commit=False,
                     group_id=None,
                     request_timeout_ms=3000,

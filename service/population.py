@@ -3,12 +3,16 @@
 Workers export what *happens* (counters per process); how many users *are* in a state
 or stage is a property of the whole store, so one process reads it when Prometheus
 scrapes and several workers can never double count it. Labels: channel, state, stage,
-window — small fixed sets, never user ids.
+window — never user ids. Channels come from events: the largest `max_channels` - 1 get a
+label, the rest are added up under `~other`, so a flood of made-up channels neither
+grows the series nor the per-scrape Redis queries beyond the bound.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -17,15 +21,18 @@ from service.audiences import AudienceReader
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
 from service.core.lifecycle import STATES
-from service.metrics import PREFIX
+from service.metrics import OTHER_CHANNELS, PREFIX
 from service.queries import Queries
 
 
 class PopulationCollector(Collector):
     """Holds the snapshot of the last `refresh()`; `collect()` (sync) only yields it."""
 
-    def __init__(self, queries: Queries, audiences: AudienceReader | None = None) -> None:
+    def __init__(
+        self, queries: Queries, max_channels: int = 50, audiences: AudienceReader | None = None
+    ) -> None:
         self.queries = queries
+        self.max_channels = max_channels
         self.audiences = audiences
         self._metrics: list[Metric] = []
 
@@ -35,6 +42,10 @@ class PopulationCollector(Collector):
         totals = await q.counters()
         active = await q.active_users(now)
         channels = sorted({ctr.split(n)[1] for n in totals if n.startswith("users|")} | set(active))
+        others: list[str] = []
+        if len(channels) > self.max_channels:  # the largest keep a label; the rest are summed
+            by_size = sorted(channels, key=lambda ch: (-totals.get(ctr.users(ch), 0), ch))
+            channels, others = sorted(by_size[: self.max_channels - 1]), by_size[self.max_channels - 1 :]
         users = GaugeMetricFamily(
             f"{PREFIX}_users", "Users per lifecycle state at the clock.", labels=["state", "channel"]
         )
@@ -73,20 +84,32 @@ class PopulationCollector(Collector):
         revenue = CounterMetricFamily(
             f"{PREFIX}_revenue", "Revenue (GMV) of orders and renewals.", labels=["channel"]
         )
-        for ch in channels:
-            counts = (await q.lifecycle(ch, now))["counts"]
+        per_channel: dict[str, dict[str, int]] = {}
+        lifecycle_all: dict[str, int] = {}
+        if others:
+            lifecycle_all = (await q.lifecycle(None, now))["counts"]
+        for ch in [*channels, *([OTHER_CHANNELS] if others else [])]:
+            if ch == OTHER_CHANNELS:  # every channel without a label: the total minus the labelled
+                counts = {
+                    st: n - sum(per_channel[c][st] for c in channels) for st, n in lifecycle_all.items()
+                }
+                summed = _summed(totals, others)
+            else:
+                counts = per_channel[ch] = (await q.lifecycle(ch, now))["counts"]
+                summed = totals
             for state in STATES:
                 users.add_metric([state.value, ch], counts[state.value])
             for i, stage in enumerate(q.profile.funnel):
-                funnel.add_metric([stage.name, ch], totals.get(ctr.stage(ch, i), 0))
+                funnel.add_metric([stage.name, ch], summed.get(ctr.stage(ch, i), 0))
                 if i:
-                    previous.add_metric([stage.name, ch], totals.get(ctr.stage(ch, i - 1), 0))
-            for window, n in active.get(ch, {}).items():
+                    previous.add_metric([stage.name, ch], summed.get(ctr.stage(ch, i - 1), 0))
+            windows_of = active.get(ch, {}) if ch != OTHER_CHANNELS else _summed_windows(active, others)
+            for window, n in windows_of.items():
                 windows.add_metric([window, ch], n)
-            registered.add_metric([ch], totals.get(ctr.registered(ch), 0))
-            payers.add_metric([ch], totals.get(ctr.payers(ch), 0))
-            orders.add_metric([ch], totals.get(ctr.orders(ch), 0))
-            revenue.add_metric([ch], totals.get(ctr.revenue(ch), 0))
+            registered.add_metric([ch], summed.get(ctr.registered(ch), 0))
+            payers.add_metric([ch], summed.get(ctr.payers(ch), 0))
+            orders.add_metric([ch], summed.get(ctr.orders(ch), 0))
+            revenue.add_metric([ch], summed.get(ctr.revenue(ch), 0))
         segments = GaugeMetricFamily(
             f"{PREFIX}_rfm_users", "Users per RFM segment at the clock.", labels=["segment"]
         )
@@ -94,10 +117,20 @@ class PopulationCollector(Collector):
             segments.add_metric([segment], n)
         today = now // DAY_MS
         for after_days in q.profile.retention_days:
-            for ch in channels:
-                day = (await q.retention(today - after_days, today - after_days, ch))["cohorts"][0]
-                cohort.add_metric([str(after_days), ch], day["users"])
-                retained.add_metric([str(after_days), ch], day["retained"][str(after_days)]["users"])
+            sizes: dict[str | None, tuple[int, int]] = {}
+            for name in [*channels, *([None] if others else [])]:
+                day = (await q.retention(today - after_days, today - after_days, name))["cohorts"][0]
+                sizes[name] = (day["users"], day["retained"][str(after_days)]["users"])
+            if others:
+                total = sizes.pop(None)
+                sizes[OTHER_CHANNELS] = (
+                    total[0] - sum(n for n, _ in sizes.values()),
+                    total[1] - sum(r for _, r in sizes.values()),
+                )
+            for label, (n, r) in sizes.items():
+                assert label is not None
+                cohort.add_metric([str(after_days), label], n)
+                retained.add_metric([str(after_days), label], r)
         outbox, scheduled = await q.trigger_backlog()
         pending = GaugeMetricFamily(
             f"{PREFIX}_outbox_pending",
@@ -109,16 +142,16 @@ class PopulationCollector(Collector):
             "Users with a renewal, expiry, onboarding or deferred trigger scheduled.",
         )
         waiting.add_metric([], scheduled)
-        sizes = GaugeMetricFamily(
+        audience_sizes = GaugeMetricFamily(
             f"{PREFIX}_audience_users",
             "Users in each named audience of the profile at the clock.",
             labels=["audience"],
         )
         if self.audiences is not None:
             for audience in q.profile.audiences:
-                sizes.add_metric([audience.name], await self.audiences.count(audience.filter))
+                audience_sizes.add_metric([audience.name], await self.audiences.count(audience.filter))
         self._metrics = [
-            sizes,
+            audience_sizes,
             pending,
             waiting,
             users,
@@ -135,3 +168,22 @@ class PopulationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._metrics
+
+
+def _summed(totals: dict[str, Any], channels: list[str]) -> dict[str, float]:
+    """The per-channel counters of `channels` added up under the channel `~other`."""
+    members = set(channels)
+    out: dict[str, float] = defaultdict(float)
+    for name, value in totals.items():
+        parts = ctr.split(name)
+        if len(parts) > 1 and parts[1] in members:
+            out[ctr.SEP.join([parts[0], OTHER_CHANNELS, *parts[2:]])] += value
+    return out
+
+
+def _summed_windows(active: dict[str, dict[str, int]], channels: list[str]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for ch in channels:
+        for window, n in active.get(ch, {}).items():
+            out[window] += n
+    return out

@@ -16,7 +16,13 @@ from service.store import AnyRedis
 
 
 def redis_client(settings: Settings, **options: Any) -> AnyRedis:
-    """`LIFECYCLE_REDIS_CLUSTER=true`: the URL names any node of the cluster (the others are discovered)."""
+    """`LIFECYCLE_REDIS_CLUSTER=true`: the URL names any node of the cluster (the others are discovered).
+
+    A password comes in the URL (`redis://:secret@host`, or `user:secret@` with ACLs);
+    `rediss://` is TLS, verified against `LIFECYCLE_REDIS_TLS_CA_FILE` when set.
+    """
+    if settings.redis_tls_ca_file and settings.redis_url.startswith("rediss://"):
+        options = {"ssl_ca_certs": settings.redis_tls_ca_file, **options}
     if settings.redis_cluster:
         return RedisCluster.from_url(settings.redis_url, **options)
     return Redis.from_url(settings.redis_url, **options)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +24,19 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     redis_cluster: bool = Field(False, description="the URL names a node of a Redis Cluster")
+    redis_tls_ca_file: str = Field(
+        "", description="CA bundle that signed the Redis server's certificate (rediss://); empty: system CAs"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client of the service connects"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str = Field("", description="CA bundle of the brokers' certificates; empty: system CAs")
+    kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for mutual TLS")
+    kafka_ssl_keyfile: str = Field("", description="the client certificate's private key (PEM)")
+    kafka_ssl_check_hostname: bool = Field(True, description="verify the broker's name against its cert")
     profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
     clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
     events_topic: str = "user-events"
@@ -69,7 +84,15 @@ class Settings(BaseSettings):
     history_interval: float = Field(
         60.0, gt=0, le=3600, description="seconds between the API's snapshots of the lifecycle counts"
     )
+    metrics_max_channels: int = Field(
+        50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
+    )
     log_level: str = "INFO"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Secrets never reach a log line: passwords in URLs are masked like `SecretStr` fields."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" else value
 
     @field_validator("dedup_window")
     @classmethod
@@ -108,3 +131,17 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (if any) replaced by `**********`, for logs and reprs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "**********"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:**********@{host}"))

@@ -167,6 +167,8 @@ class RedisStore:
             b.add("ZREM", k.first(channel), list(members))
         for channel, scores in result.active_index.items():
             b.add("ZADD", k.active(channel), _score_pairs(scores))
+        for channel, members in result.first_removals.items():
+            b.add("ZREM", k.first(channel), list(members))
         for channel, scores in result.first_index.items():
             b.add("ZADD", k.first(channel), _score_pairs(scores))
         for fm_class, members in result.rfm_removals.items():

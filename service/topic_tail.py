@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 TAIL_MESSAGES = 2000  # more than one relay round, so the last relayed entry is always in reach
 
 
 async def last_header_values(
-    bootstrap: list[str], topic: str, partition: int, header: str, tail: int = TAIL_MESSAGES
+    bootstrap: list[str],
+    topic: str,
+    partition: int,
+    header: str,
+    tail: int = TAIL_MESSAGES,
+    **client_options: Any,
 ) -> list[bytes]:
     """Values of `header` on the last `tail` messages of the partition (to its end).
 
     Reads to the end rather than trusting the end offset alone: some brokers (Tansu)
-    report the last record batch's base offset as the high watermark.
+    report the last record batch's base offset as the high watermark. `client_options`:
+    aiokafka connection options (TLS, SASL; `kafka_clients.aiokafka_options`).
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        **{**client_options, "bootstrap_servers": bootstrap},
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:

@@ -20,12 +20,15 @@ class TopicError(RuntimeError):
     """A topic could not be created or does not have the expected partitions."""
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30) -> None:
-    """Create the missing `topics` ({name: partitions}) and wait until all are usable."""
+def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30, **client_config: Any) -> None:
+    """Create the missing `topics` ({name: partitions}) and wait until all are usable.
+
+    `client_config`: kafka-python connection options (TLS, SASL; `kafka_clients.kafka_python_options`).
+    """
     if not topics:
         return
     deadline = time.monotonic() + timeout
-    admin = _admin(bootstrap, deadline)
+    admin = _admin(bootstrap, deadline, client_config)
     try:
         existing = set(admin.list_topics())
         missing = {name: n for name, n in topics.items() if name not in existing}
@@ -36,13 +39,16 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30) -
         admin.close()
 
 
-def _admin(bootstrap: str, deadline: float) -> KafkaAdminClient:
+def _admin(bootstrap: str, deadline: float, client_config: dict[str, Any]) -> KafkaAdminClient:
     # kafka-python retries the bootstrap itself until the timeout; one attempt only,
     # because every failed KafkaAdminClient() leaves its IO thread behind.
     timeout_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
     try:
         return KafkaAdminClient(
-            bootstrap_servers=bootstrap, client_id="lifecycle-topics", bootstrap_timeout_ms=timeout_ms
+            bootstrap_servers=bootstrap,
+            client_id="lifecycle-topics",
+            bootstrap_timeout_ms=timeout_ms,
+            **client_config,
         )
     except KafkaError as exc:
         raise TopicError(f"cannot reach Kafka at {bootstrap}: {exc!r}") from exc

@@ -21,6 +21,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from service.kafka_clients import aiokafka_options, faust_credentials
 from service.metrics import WorkerMetrics
 from service.processor import Message, Outgoing, PartitionProcessor
 from service.redis_client import redis_client
@@ -34,9 +35,10 @@ log = logging.getLogger(__name__)
 class FaustSink:
     """Sends dead letters and re-routed events through the app's producer, acks awaited."""
 
-    def __init__(self, app: faust.App, bootstrap: list[str]) -> None:
+    def __init__(self, app: faust.App, settings: Settings) -> None:
         self.app = app
-        self.bootstrap = bootstrap
+        self.bootstrap = settings.bootstrap_servers
+        self.options = aiokafka_options(settings)
 
     async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
         producer = self.app.producer
@@ -46,7 +48,7 @@ class FaustSink:
         await asyncio.gather(*futures)
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
-        return await last_header_values(self.bootstrap, topic, partition, header)
+        return await last_header_values(self.bootstrap, topic, partition, header, **self.options)
 
 
 def _free_port() -> int:
@@ -61,6 +63,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.worker_port or _free_port(),
@@ -82,13 +85,13 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     )
     profile = settings.loaded_profile
     store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_window_s)
-    metrics = WorkerMetrics()
+    metrics = WorkerMetrics(max_channels=settings.metrics_max_channels)
 
     def is_assigned(partition: int) -> bool:
         return TP(settings.events_topic, partition) in app.consumer.assignment()
 
     processor = PartitionProcessor(
-        store, FaustSink(app, settings.bootstrap_servers), settings, profile, metrics, is_assigned=is_assigned
+        store, FaustSink(app, settings), settings, profile, metrics, is_assigned=is_assigned
     )
     app.processor = processor  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, partitions=settings.partitions)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from service.cli import ensure_topics
+from service.kafka_clients import kafka_python_options
 from service.keys import all_partitions
 from service.publisher import EventPublisher
 from service.queries import Queries
@@ -49,6 +50,7 @@ class Stack:
             self.partitions,
             envelope_size=50,
             single=single,
+            **kafka_python_options(self.settings),
         )
         try:
             pub.publish(events)

@@ -55,6 +55,8 @@ class BatchResult:
     active_index: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     first_index: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     index_removals: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # users whose first_seen moved back past the index's window: their (later) entry is stale
+    first_removals: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     counts: Counter[str] = field(default_factory=Counter)
     sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     watermark: int = 0
@@ -236,8 +238,11 @@ def apply_events(
             out.rfm_index[after_class][uid] = maybe.last_active
         if uid in dirty_active:
             out.active_index[maybe.channel][uid] = maybe.last_active
-        if uid in dirty_first and maybe.first_seen + keep_first > maybe.seen_until:
-            out.first_index[maybe.channel][uid] = maybe.first_seen
+        if uid in dirty_first:
+            if maybe.first_seen + keep_first > maybe.seen_until:
+                out.first_index[maybe.channel][uid] = maybe.first_seen
+            else:
+                out.first_removals[maybe.channel].append(uid)
     return out
 
 

@@ -20,6 +20,7 @@ MAX_ID_LEN = 128
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 MAX_AMOUNT = 1e12
+MAX_PROPERTIES_DEPTH = 16  # nested objects/arrays; orjson re-encodes at most 254 levels
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -125,9 +126,31 @@ def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | s
             return f"amount must be finite and at most {MAX_AMOUNT:.0e} in magnitude"
         amount = float(amount)
     properties = doc.get("properties")
-    if properties is not None and not isinstance(properties, dict):
-        return "properties must be a JSON object"
+    if properties is not None:
+        if not isinstance(properties, dict):
+            return "properties must be a JSON object"
+        if properties and not _shallow(properties, MAX_PROPERTIES_DEPTH):
+            return f"properties must not nest deeper than {MAX_PROPERTIES_DEPTH} levels"
     return Event(event_id, user_id, etype, ts, channel, amount, properties)
+
+
+def _shallow(doc: dict[str, Any], limit: int) -> bool:
+    """Whether no container in `doc` sits more than `limit` levels deep.
+
+    An accepted event is re-encoded (re-routed events, the collector's envelopes), and
+    a document orjson parses (1024 levels) may be too deep for it to write (254).
+    """
+    level: list[Any] = [doc]
+    for _ in range(limit):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return True
+    return False
 
 
 def parse_ts(value: Any) -> int | str:

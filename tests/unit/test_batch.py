@@ -130,6 +130,9 @@ class Store:
                 self.removals.append((channel, uid))
                 self.active[channel].pop(uid, None)
                 self.first[channel].pop(uid, None)
+        for channel, members in result.first_removals.items():
+            for uid in members:
+                self.first[channel].pop(uid, None)
         for channel, scores in result.active_index.items():
             self.active[channel].update(scores)
         for channel, scores in result.first_index.items():
@@ -869,6 +872,18 @@ def test_the_first_index_window_can_be_longer_than_the_new_window() -> None:
     assert apply_events({}, [event], later, PROFILE, first_index_window=3 * DAY).first_index == {
         "-": {"u": T0}
     }
+
+
+def test_a_first_seen_moved_back_past_the_window_leaves_the_first_index() -> None:
+    """A late event older than the window makes the user's (later) index entry stale: it must
+    go, or the user would count as new by the entry's time (found by tests/faults/test_fuzz.py)."""
+    store = Store()
+    store.apply([Event("1", "u", "visit", T0 + 10 * DAY)], T0 + 10 * DAY)
+    assert store.first["-"] == {"u": T0 + 10 * DAY}
+    result = store.apply([Event("2", "u", "visit", T0)], T0 + 10 * DAY)
+    assert result.first_removals == {"-": ["u"]}
+    assert store.records["u"].first_seen == T0
+    assert store.first["-"] == {}
 
 
 def test_sweep_counts_only_time_since_what_was_accounted() -> None:
