@@ -18,7 +18,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -33,6 +33,7 @@ from service.history import History
 from service.kafka_clients import aiokafka_options
 from service.ops import EndOffsets, Ops
 from service.population import PopulationCollector
+from service.problems import Problem, ValidationProblem
 from service.queries import Queries
 from service.redis_client import redis_client
 from service.settings import Settings
@@ -137,27 +138,11 @@ class CollectResponse(BaseModel):
     rejected: list[RejectedEvent]
 
 
-class Problem(BaseModel):
-    detail: str
-
-
-class ValidationIssue(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class ValidationProblem(BaseModel):
-    """FastAPI's own 422 (a parameter of the wrong form), beside a `Problem` for a rule between them."""
-
-    detail: list[ValidationIssue]
-
-
 class CollectRefused(Problem):
     """A 400 from the collector: not JSON (`detail` only), or every event rejected (by index)."""
 
     accepted: int = 0
-    rejected: list[RejectedEvent] = []
+    rejected: list[RejectedEvent] = Field(default_factory=list)
 
 
 _EVENT_SCHEMA: dict[str, Any] = {
@@ -229,13 +214,17 @@ async def _read_bounded(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+REPEATABLE_PARAMETERS = frozenset({"state"})  # the audiences' list parameter: ?state=silent&state=dead
+
+
 def _refuse_repeated_parameters(app: FastAPI) -> None:
-    """Every query parameter is a single value: `?channel=a&channel=b` is refused (422, in
-    FastAPI's validation error shape) instead of silently taking the last one."""
+    """Every query parameter but a declared list is a single value: `?channel=a&channel=b`
+    is refused (422, in FastAPI's validation error shape) instead of silently taking the
+    last one."""
 
     @app.middleware("http")
     async def check_query(request: Request, call_next: Any) -> Any:
-        names = [name for name, _ in request.query_params.multi_items()]
+        names = [name for name, _ in request.query_params.multi_items() if name not in REPEATABLE_PARAMETERS]
         if len(names) != len(set(names)):
             repeated = sorted({n for n in names if names.count(n) > 1})
             errors = [

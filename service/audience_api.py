@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from service.audiences import AudienceReader
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms, parse_filter
 from service.core.audiences import Cursor
+from service.problems import Problem, ValidationProblem
 
 NDJSON = "application/x-ndjson"
 STATES_HELP = "new, retained, silent, churned, dead (repeatable)"
@@ -50,10 +51,6 @@ class Audiences(BaseModel):
     audiences: list[NamedAudience]
 
 
-class Problem(BaseModel):
-    detail: str
-
-
 Short = Annotated[str | None, Query(max_length=64)]
 Instant = Annotated[
     str | None,
@@ -73,7 +70,7 @@ def audience_routes(reader: AudienceReader) -> APIRouter:
     named = {a.name: a for a in profile.audiences}
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {NDJSON: {}}, "description": "a page (JSON), or every user (NDJSON)"},
-        422: {"model": Problem, "description": "a bad filter or cursor"},
+        422: {"model": Problem | ValidationProblem, "description": "a bad filter or cursor"},
     }
 
     async def answer(

@@ -51,6 +51,10 @@ async def test_empty_store_and_bounded_inputs(broker: Any, redis_url: str) -> No
         assert (await api.get("/lifecycle", params={"channel": "bad channel!"})).status_code == 422
         assert (await api.get("/users/a%7Bb%7D%3Ac%20d")).status_code == 404  # `{b}:c d` is just a name
         assert (await api.get("/openapi.json")).json()["paths"].keys() >= {"/users/{user_id}", "/lifecycle"}
+        repeated = await api.get("/lifecycle?channel=a&channel=b")
+        assert repeated.status_code == 422 and repeated.json()["detail"][0]["loc"] == ["query", "channel"]
+        listed = await api.get("/audiences/users?state=silent&state=dead")  # a declared list parameter
+        assert listed.status_code == 200 and listed.json()["users"] == []
 
 
 async def test_api_key_guards_everything_but_probes_and_metrics(stack: Stack) -> None:
