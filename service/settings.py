@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     redis_cluster: bool = Field(False, description="the URL names a node of a Redis Cluster")
+    redis_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a worker's Redis call may take before Redis counts as down"
+    )
     profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
     clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
     events_topic: str = "user-events"

@@ -1,0 +1,66 @@
+"""Which log a topic is: its Kafka topic id, which changes when the topic is recreated.
+
+Offsets number one log. A topic deleted and created again, or a memory-only broker
+(Tansu) restarted, starts a new log at offset 0 under the same name, and offsets the
+store recorded as applied would then skip new events as if they were replays. The
+worker records the topic id with the applied offsets and compares it when it claims a
+partition (see `PartitionProcessor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+NO_ID = "00000000-0000-0000-0000-000000000000"  # what brokers without topic ids answer
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer the metadata request; retry later."""
+
+
+class TopicIdentity:
+    """The topic's id, looked up in a thread (kafka-python's admin client is blocking).
+
+    One lookup serves every claim within `max_age_s`, so a rebalance that hands over all
+    partitions at once costs one metadata round trip, not one per partition.
+    """
+
+    def __init__(self, bootstrap: list[str], topic: str, max_age_s: float = 1.0) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.max_age_s = max_age_s
+        self._cached: tuple[float, str | None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> str | None:
+        """The topic id, or None when the broker does not tell (Kafka before 2.8)."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.max_age_s:
+                self._cached = (now, await asyncio.to_thread(self._lookup))
+            return self._cached[1]
+
+    def _lookup(self) -> str | None:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                client_id="lifecycle-topic-id",
+                bootstrap_timeout_ms=10_000,
+                request_timeout_ms=10_000,
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"no metadata from {self.bootstrap}: {exc!r}") from exc
+        try:
+            (found,) = admin.describe_topics([self.topic])
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"no metadata for topic {self.topic}: {exc!r}") from exc
+        finally:
+            admin.close()
+        if found.get("error_code"):
+            raise BrokerUnavailable(f"topic {self.topic}: metadata error {found['error_code']}")
+        topic_id = found.get("topic_id")
+        return None if not topic_id or str(topic_id) == NO_ID else str(topic_id)
