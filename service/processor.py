@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,6 +53,16 @@ class Outgoing:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+class LogIdentity(Protocol):
+    """Which log the events topic is now (its topic id; None if the broker does not say)."""
+
+    async def __call__(self) -> str | None: ...
+
+    def forget(self) -> None:
+        """Drop any cached answer: the next call asks the broker."""
+        ...
+
+
 class Sink(Protocol):
     async def send_and_wait(self, messages: Sequence[Outgoing]) -> None: ...
 
@@ -86,7 +96,7 @@ class PartitionProcessor:
         metrics: WorkerMetrics | None = None,
         wall_clock: Callable[[], float] = time.time,
         is_assigned: Callable[[int], bool] = lambda partition: True,
-        log_id: Callable[[], Awaitable[str | None]] | None = None,
+        log_id: LogIdentity | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -108,6 +118,8 @@ class PartitionProcessor:
         self.owned.pop(partition, None)
         self._relay_synced.discard(partition)
         self._last_offset.pop(partition, None)
+        if self.log_id is not None:
+            self.log_id.forget()
 
     def _outbox(self, fired: Sequence[Fired]) -> list[OutboxEntry]:
         s = self.settings

@@ -25,11 +25,13 @@ class BrokerUnavailable(RuntimeError):
 class TopicIdentity:
     """The topic's id, looked up in a thread (kafka-python's admin client is blocking).
 
-    One lookup serves every claim within `max_age_s`, so a rebalance that hands over all
-    partitions at once costs one metadata round trip, not one per partition.
+    One lookup serves every claim within `max_age_s` of its answer, so a rebalance that
+    hands over all partitions at once costs one lookup, not one per partition. Releasing
+    a partition (revoked, fenced, offsets gone back) calls `forget`, so the claim after it
+    never trusts an answer from before it.
     """
 
-    def __init__(self, bootstrap: list[str], topic: str, max_age_s: float = 1.0) -> None:
+    def __init__(self, bootstrap: list[str], topic: str, max_age_s: float = 10.0) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.max_age_s = max_age_s
@@ -39,10 +41,13 @@ class TopicIdentity:
     async def __call__(self) -> str | None:
         """The topic id, or None when the broker does not tell (Kafka before 2.8)."""
         async with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] > self.max_age_s:
-                self._cached = (now, await asyncio.to_thread(self._lookup))
+            if self._cached is None or time.monotonic() - self._cached[0] > self.max_age_s:
+                found = await asyncio.to_thread(self._lookup)  # about a second: a client bootstraps
+                self._cached = (time.monotonic(), found)
             return self._cached[1]
+
+    def forget(self) -> None:
+        self._cached = None
 
     def _lookup(self) -> str | None:
         try:
