@@ -4,8 +4,8 @@ While Redis does not answer, no batch can be committed, so none is acknowledged 
 either (Faust acks a batch only after `PartitionProcessor.process` returns): the stream
 pauses where Redis's applied offsets are. Retries follow a bounded exponential backoff,
 so a long outage costs a connection attempt every few seconds, not a busy loop; the
-pause is visible as a gauge, on the worker's `/readyz`, and as one warning when it
-starts (then one every `remind_s`) and one when it ends. Messages carry the exception
+pause is visible as a gauge, on the worker's `/readyz`, and as one warning once it
+outlasts a retry (then one every `remind_s`) and one when it ends. Messages carry the exception
 text of the Redis client (host, port, errno), never event or user data.
 """
 
@@ -55,15 +55,23 @@ class Outage:
         return self.since is None or self.clock() >= self._next_try
 
     def failed(self, exc: BaseException) -> float:
-        """Record a failed Redis call; returns the seconds to wait before the next try."""
+        """Record a failed Redis call; returns the seconds to wait before the next try.
+
+        The first failure pauses (gauge) but is only logged at info: a connection the
+        pool kept from before a Redis restart fails once and the retry succeeds. A second
+        failure in a row is an outage: one warning, then one every `remind_s`.
+        """
         now = self.clock()
         delay = backoff_delay(self.attempts)
         self.attempts += 1
         self._next_try = now + delay
         if self.since is None:
-            self.since = self._reminded = now
+            self.since = now
             if self.gauge is not None:
                 self.gauge.set(1)
+            log.info("Redis call failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+        elif self.attempts == 2:
+            self._reminded = now
             log.warning(
                 "Redis unavailable (%s: %s): pausing; batches are retried with backoff up to %.0fs "
                 "and no Kafka offset is committed until Redis acknowledges them",
@@ -82,8 +90,11 @@ class Outage:
         """Record a successful Redis call: ends the outage, if there was one."""
         if self.since is None:
             return
-        log.warning(
-            "Redis available again after %.1fs and %d retries: resuming", self.seconds(), self.attempts
+        log.log(
+            logging.WARNING if self.attempts > 1 else logging.INFO,
+            "Redis available again after %.1fs and %d retries: resuming",
+            self.seconds(),
+            self.attempts,
         )
         self.since = None
         self.attempts = 0

@@ -18,25 +18,34 @@ Both leave the broker running for the tests after them (same port).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from kafka import KafkaAdminClient
 
 from service.api import create_api
 from service.cli import ensure_topics
 from service.core import counters as ctr
+from service.core.partitioning import partition_for
+from service.processor import Outgoing, PartitionProcessor
+from service.redis_client import redis_client
+from service.store import RedisStore
+from service.topic_identity import TopicIdentity
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, applied_offsets, wait_for
 from tests.stack import (
+    T0,
     Stack,
     assert_matches_reference,
     assert_transitions_match,
     history,
     make_stack,
     read_counters,
+    visit,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,7 +55,8 @@ USERS = 2000 if full() else 300
 
 @pytest.fixture
 def stack(broker: Any, redis_url: str, tmp_path: Path) -> Stack:
-    return make_stack(broker, redis_url, tmp_path)
+    # one message per batch (and one event per message, below): slow enough to restart mid-way
+    return make_stack(broker, redis_url, tmp_path, LIFECYCLE_BATCH_MESSAGES="1")
 
 
 @pytest.fixture
@@ -84,18 +94,19 @@ async def test_kafka_restart_mid_stream_loses_and_doubles_nothing(
         )
     events = history(USERS)
     half = len(events) // 2
-    stack.publish(events[:half], single=True)  # one event per message: slow enough to restart mid-way
+    stack.publish(events[:half], single=True)
     worker = stack.worker()
     try:
         wait_started_applying(stack, worker)
-        broker.process.restart()  # SIGTERM, then the same port and data dir
         at_restart = applied_total(stack)
+        assert at_restart < half, "the worker must still be busy with the first half: restart mid-stream"
+        broker.process.restart()  # SIGTERM, then the same port and data dir
         stack.publish(events[half:])
         stack.wait_applied(worker)
         assert worker.alive(), worker.log_tail()
         await assert_exact(stack, api, worker, events)
         assert not (await read_counters(stack)).get(ctr.LOG_REBASED)  # the same log throughout
-        print(f"\nKafka restarted after {at_restart} of {half} first-half messages were applied")
+        print(f"\nKafka restarted when {at_restart} of the first {half} messages were applied")
     finally:
         worker.stop()
         broker.process.start()  # a no-op when it runs
@@ -127,3 +138,62 @@ async def test_tansu_restart_rebases_and_a_resent_source_is_applied_once(
     finally:
         worker.stop()
         broker.process.start()
+
+
+class NoSink:
+    """These batches hold only valid events of their own partition: nothing is ever sent."""
+
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+        raise AssertionError(f"unexpected messages for the broker: {messages}")
+
+    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
+        raise AssertionError("no relay in this test")
+
+
+def recreate_events_topic(stack: Stack) -> None:
+    s = stack.settings
+    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    try:
+        admin.delete_topics([s.events_topic])
+        wait_for(lambda: s.events_topic not in admin.list_topics(), 30, "the topic's deletion")
+    finally:
+        admin.close()
+    ensure_topics(s)
+
+
+async def test_a_recreated_topic_is_caught_when_offsets_go_back_without_a_rebalance(stack: Stack) -> None:
+    """The path with no rebalance: the consumer, still assigned, is reset to the new log's start.
+
+    Messages are handed to the worker's processor as its consumer would; the topic id is
+    the broker's own, before and after the topic is deleted and created again.
+    """
+    s = stack.settings
+    redis = redis_client(s)
+    processor = PartitionProcessor(
+        RedisStore(redis, s.key_prefix, s.dedup_window_s),
+        NoSink(),
+        s,
+        s.loaded_profile,
+        log_id=TopicIdentity(s.bootstrap_servers, s.events_topic),
+    )
+    users = [u for u in (f"user-{i}" for i in range(400)) if partition_for(u, s.partitions) == 0][:10]
+
+    def messages(prefix: str, at: int) -> list[tuple[int, bytes | None, bytes | None]]:
+        return [
+            (i, uid.encode(), orjson.dumps(visit(f"{prefix}{i}", uid, at + i))) for i, uid in enumerate(users)
+        ]
+
+    try:
+        assert (await processor.process(0, messages("a", T0))).applied == len(users)
+        replay = await processor.process(0, messages("a", T0)[:5])  # offsets back, same log: a replay
+        assert (replay.applied, replay.replayed) == (0, 5)
+        assert not (await read_counters(stack)).get(ctr.LOG_REBASED)
+
+        recreate_events_topic(stack)
+        fresh = await processor.process(0, messages("b", T0 + 1000)[:5])  # offsets 0..4 of the new log
+        assert (fresh.applied, fresh.replayed) == (5, 0)
+        counters = await read_counters(stack)
+        assert counters[ctr.LOG_REBASED] == 1
+        assert counters[ctr.APPLIED] == len(users) + 5
+    finally:
+        await redis.aclose()

@@ -49,3 +49,14 @@ def test_an_outage_warns_once_reminds_every_30s_and_ends_with_a_warning(
     outage.recovered()  # no outage: nothing to say
     assert len(caplog.records) == len(messages) + 1
     assert outage.failed(ConnectionError("again")) == 0.1  # a new outage backs off from the start
+
+
+def test_a_single_failed_call_pauses_but_warns_nobody(caplog: pytest.LogCaptureFixture) -> None:
+    """A pooled connection from before a Redis restart fails once; the retry succeeds."""
+    outage = Outage(clock=Clock())
+    caplog.set_level(logging.INFO, "service.outage")
+    outage.failed(ConnectionError("Connection closed by server."))
+    assert outage.paused
+    outage.recovered()
+    assert not outage.paused
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.INFO]
