@@ -140,6 +140,7 @@ class Probe:
             "redis_used_bytes": used,
             "redis_state_bytes": state,
             "users": users,
+            "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared: how much
         }
 
     def close(self) -> None:
@@ -234,6 +235,7 @@ def summarize(samples: list[dict[str, Any]], window_s: float = 60) -> dict[str, 
         "redis_bytes_per_user_last_minute": round(bpu_last),
         "redis_bytes_per_user_drift_pct": round((bpu_last - bpu_first) / bpu_first * 100, 1),
         "dedup_bytes_per_event": round(dedup_growth / events, 1) if events else None,
+        "load_average_1m_mean": round(_mean(samples, "load_average_1m"), 2),
     }
 
 
@@ -293,6 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             produced = (samples[-1]["acked_events"] - samples[0]["acked_events"]) / (
                 samples[-1]["t"] - samples[0]["t"]
             )
+            producer.rate = 0.001  # the lag left at the end drains: it was bounded, not growing for good
+            drained_after = drain(probe, producer, worker, log)
         finally:
             producer.stopping.set()
             producer.join(30)
@@ -315,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load": args.load,
         "offered_events_per_s": offered,
         "produced_events_per_s": round(produced),
-        "summary": summarize(samples),
+        "summary": {**summarize(samples), "drained_after_end_s": round(drained_after, 1)},
         "samples": samples,
     }
 
@@ -338,7 +342,9 @@ def table(result: dict[str, Any]) -> str:
             f"({result['load']:.0%}), {result['produced_events_per_s']:,} produced, "
             f"{s['applied_events_per_s']:,} applied",
             f"lag events max {s['lag_events_max']:,} final {s['lag_events_final']:,}; "
-            f"messages max {s['lag_messages_max']:,} final {s['lag_messages_final']:,}",
+            f"messages max {s['lag_messages_max']:,} final {s['lag_messages_final']:,}; "
+            f"drained {s['drained_after_end_s']} s after the end; "
+            f"load average {s['load_average_1m_mean']} on {result['machine']['cpus']} CPUs",
             f"worker RSS {s['worker_rss_mb_first_minute']} MB first minute, "
             f"{s['worker_rss_mb_last_minute']} MB last ({s['worker_rss_drift_pct']:+}%), "
             f"CPU {s['worker_cpu_share']} cores",
