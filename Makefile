@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test test-unit test-integration lint bench kafka-jars console console-deps screenshots clean
+.PHONY: setup dev test test-unit test-integration lint bench soak kafka-jars console console-deps screenshots clean
 
 $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,9 @@ test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, un
 
 bench: setup kafka-jars  ## the benchmark of issue 10 on Apache Kafka (1M events; ~20 min): table + bench/results.json
 	$(BIN)/python -m bench.ingest --json bench/results.json
+
+soak: setup kafka-jars  ## 10 minutes at 70% of the measured capacity on Apache Kafka: lag, RSS, Redis per user; bench/soak.json
+	$(BIN)/python -m bench.soak --json bench/soak.json
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

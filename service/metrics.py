@@ -142,6 +142,17 @@ class WorkerMetrics:
             "Batches dropped because another worker owns the partition now.",
             **kw,  # type: ignore[arg-type]
         )
+        self.redis_unavailable = Gauge(
+            f"{PREFIX}_redis_unavailable",
+            "1 while the worker pauses because Redis does not answer (nothing is committed then).",
+            **kw,  # type: ignore[arg-type]
+        )
+        self.log_rebased = Counter(
+            f"{PREFIX}_log_rebased_total",
+            "Partitions whose applied offset was reset because the events topic is a new log "
+            "(another topic id: recreated, or a memory-only broker restarted).",
+            **kw,  # type: ignore[arg-type]
+        )
         self.triggers = Counter(
             f"{PREFIX}_triggers_total",
             "Triggers by type and what happened to them (sent, held_out, capped, suppressed, "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -29,8 +30,10 @@ from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
 from service.metrics import OUTCOMES, WorkerMetrics
+from service.outage import Outage, backoff_delay
 from service.settings import Settings
 from service.store import ConflictError, FencedError, OutboxEntry, RedisStore, dedup_bucket
+from service.topic_identity import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,16 @@ class Outgoing:
     key: bytes | None = None
     partition: int | None = None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class LogIdentity(Protocol):
+    """Which log the events topic is now (its topic id; None if the broker does not say)."""
+
+    async def __call__(self) -> str | None: ...
+
+    def forget(self) -> None:
+        """Drop any cached answer: the next call asks the broker."""
+        ...
 
 
 class Sink(Protocol):
@@ -83,6 +96,7 @@ class PartitionProcessor:
         metrics: WorkerMetrics | None = None,
         wall_clock: Callable[[], float] = time.time,
         is_assigned: Callable[[int], bool] = lambda partition: True,
+        log_id: LogIdentity | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -91,6 +105,9 @@ class PartitionProcessor:
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.is_assigned = is_assigned  # Kafka's word on who owns a partition: the arbiter of fencing
+        self.log_id = log_id  # the events topic's id; None: offsets are trusted to number one log
+        self.outage = Outage(metrics.redis_unavailable if metrics else None)
+        self._last_offset: dict[int, int] = {}  # last offset handed to `process` since the claim
         self.owned: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._relay_synced: set[int] = set()
@@ -100,6 +117,9 @@ class PartitionProcessor:
         """Forget ownership (partition revoked); the next batch claims it anew."""
         self.owned.pop(partition, None)
         self._relay_synced.discard(partition)
+        self._last_offset.pop(partition, None)
+        if self.log_id is not None:
+            self.log_id.forget()
 
     def _outbox(self, fired: Sequence[Fired]) -> list[OutboxEntry]:
         s = self.settings
@@ -111,18 +131,34 @@ class PartitionProcessor:
         """Apply `(offset, key, value)` messages of one partition, in offset order.
 
         Retries on Redis errors until it succeeds (the stream pauses rather than losing
-        or skipping events). When fenced by a newer owner, the batch is dropped only if
-        Kafka no longer assigns us the partition (the new owner re-reads it); while Kafka
-        still does, the fence came from a stale claim, so we claim again and retry: our
-        consumer has moved past these messages and nobody else would apply them.
+        or skipping events; see `service.outage`), and on broker errors likewise. When
+        fenced by a newer owner, the batch is dropped only if Kafka no longer assigns us
+        the partition (the new owner re-reads it); while Kafka still does, the fence came
+        from a stale claim, so we claim again and retry: our consumer has moved past these
+        messages and nobody else would apply them.
         """
+        if messages:
+            last = self._last_offset.get(partition)
+            if last is not None and messages[0][0] <= last:
+                # Within one ownership offsets only grow: the log itself went back. Claiming
+                # again re-checks which log the stored offsets belong to before any is skipped.
+                log.warning(
+                    "partition %d: offsets went back from %d to %d without a rebalance; "
+                    "checking the topic id before applying",
+                    partition,
+                    last,
+                    messages[0][0],
+                )
+                self.release(partition)
+            self._last_offset[partition] = messages[-1][0]
         started = time.perf_counter()
-        delay = 0.1
         fences = 0
+        broker_attempts = 0
         while True:
             try:
                 async with self._locks[partition]:
                     stats = await self._process_once(partition, messages)
+                self.outage.recovered()
                 break
             except FencedError as exc:
                 self.release(partition)
@@ -141,11 +177,14 @@ class PartitionProcessor:
             except ConflictError as exc:
                 log.info("partition %d: %s; retrying", partition, exc)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("partition %d: Redis unavailable (%s); retrying in %.1fs", partition, exc, delay)
                 if self.metrics:
                     self.metrics.redis_retries.inc()
+                await asyncio.sleep(self.outage.failed(exc))
+            except (KafkaError, BrokerUnavailable) as exc:
+                delay = backoff_delay(broker_attempts)
+                broker_attempts += 1
+                log.warning("partition %d: broker unavailable (%s); retrying in %.1fs", partition, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
         if self.metrics:
             m = self.metrics
             m.batch_seconds.observe(time.perf_counter() - started)
@@ -291,8 +330,45 @@ class PartitionProcessor:
         """Our generation for the partition, claiming it first (callers hold its lock)."""
         gen = self.owned.get(partition)
         if gen is None:
-            gen = self.owned[partition] = await self.store.claim(partition)
+            gen = await self.store.claim(partition)
+            if self.log_id is not None:
+                await self._check_log(partition, gen)
+            self.owned[partition] = gen
         return gen
+
+    async def _check_log(self, partition: int, gen: str) -> None:
+        """Make sure the stored applied offset numbers the events topic as it is now.
+
+        If the topic id differs from the one recorded with the offset, the topic is a new
+        log (recreated, or a memory-only broker restarted): its offsets restart at 0, and
+        trusting the old offset would skip its events as replays. The partition is then
+        re-based: offset reset, counted (`log_rebased`), one warning. Events that were only
+        in the old log cannot be recovered here; producers that send them again are
+        applied once (de-duplication window).
+        """
+        assert self.log_id is not None
+        current = await self.log_id()
+        if current is None:
+            return
+        meta = await self.store.meta(partition)
+        if meta.gen != gen:
+            raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")
+        if meta.log == current:
+            return
+        rebase = bool(meta.log) and meta.applied_offset >= 0
+        if rebase:
+            log.warning(
+                "partition %d: the events topic is a new log (topic id %s, was %s) while offsets up to %d "
+                "were applied from the old one; re-basing: its offsets are applied from the start, "
+                "events only the old log held are lost unless producers send them again",
+                partition,
+                current,
+                meta.log,
+                meta.applied_offset,
+            )
+        await self.store.set_log(partition, meta, current, rebase=rebase)
+        if rebase and self.metrics:
+            self.metrics.log_rebased.inc()
 
     async def sweep(self, partition: int) -> int:
         """Count the time-driven transitions of an assigned partition since its last sweep."""

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for mutual TLS")
     kafka_ssl_keyfile: str = Field("", description="the client certificate's private key (PEM)")
     kafka_ssl_check_hostname: bool = Field(True, description="verify the broker's name against its cert")
+    redis_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a worker's Redis call may take before Redis counts as down"
+    )
     profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
     clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
     events_topic: str = "user-events"

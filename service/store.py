@@ -25,7 +25,7 @@ from service.scripts import COMMIT, MAX_ARGS_PER_CALL
 AnyRedis = Redis | RedisCluster
 OutboxEntry = tuple[str, str, bytes]
 """A fired trigger for the outbox: (trigger id, user id, CloudEvent JSON)."""
-META_FIELDS = ("gen", "offset", "swept", "wm")
+META_FIELDS = ("gen", "offset", "swept", "wm", "log")
 
 
 class StoreError(RuntimeError):
@@ -48,6 +48,7 @@ class Meta:
     offset: str
     swept: str
     wm: str
+    log: str  # the events topic's id the applied offset refers to ("" before it was first recorded)
 
     @property
     def applied_offset(self) -> int:
@@ -119,6 +120,19 @@ class RedisStore:
         """Become the partition's owner: a new generation fences every previous owner."""
         gen = await self.redis.hincrby(self.keys(partition).meta, "gen", 1)
         return str(gen)
+
+    async def meta(self, partition: int) -> Meta:
+        return Meta(*(as_text(v) for v in await self.redis.hmget(self.keys(partition).meta, META_FIELDS)))
+
+    async def set_log(self, partition: int, meta: Meta, log_id: str, *, rebase: bool) -> None:
+        """Record which log (topic id) the applied offset refers to; `rebase` also resets the
+        offset, because the partition's offsets now number a different log, and counts it."""
+        k = self.keys(partition)
+        b = CommitBuilder(k)
+        b.add("HSET", k.meta, ["log", log_id, *(["offset", -1] if rebase else [])])
+        if rebase:
+            b.add("HINCRBY", k.counters, [ctr.LOG_REBASED, 1])
+        await self._run(b, meta)
 
     async def load(
         self, partition: int, user_ids: Iterable[str], digests_by_day: Mapping[int, list[bytes]]

@@ -21,12 +21,13 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from service.kafka_clients import aiokafka_options, faust_credentials
+from service.kafka_clients import aiokafka_options, faust_credentials, kafka_python_options
 from service.metrics import WorkerMetrics
 from service.processor import Message, Outgoing, PartitionProcessor
 from service.redis_client import redis_client
 from service.settings import Settings
-from service.store import AnyRedis, RedisStore
+from service.store import AnyRedis, RedisStore, StoreError
+from service.topic_identity import BrokerUnavailable, TopicIdentity
 from service.topic_tail import last_header_values
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,28 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         datadir=settings.worker_data_dir,
     )
     profile = settings.loaded_profile
-    store = RedisStore(redis or redis_client(settings), settings.key_prefix, settings.dedup_window_s)
+    # Timeouts turn a Redis that hangs (stopped, partitioned) into errors the processor backs off on.
+    redis = redis or redis_client(
+        settings,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=min(settings.redis_timeout, 5.0),
+    )
+    store = RedisStore(redis, settings.key_prefix, settings.dedup_window_s)
     metrics = WorkerMetrics(max_channels=settings.metrics_max_channels)
 
     def is_assigned(partition: int) -> bool:
         return TP(settings.events_topic, partition) in app.consumer.assignment()
 
     processor = PartitionProcessor(
-        store, FaustSink(app, settings), settings, profile, metrics, is_assigned=is_assigned
+        store,
+        FaustSink(app, settings),
+        settings,
+        profile,
+        metrics,
+        is_assigned=is_assigned,
+        log_id=TopicIdentity(
+            settings.bootstrap_servers, settings.events_topic, kafka_python_options(settings)
+        ),
     )
     app.processor = processor  # type: ignore[attr-defined]
     events = app.topic(settings.events_topic, partitions=settings.partitions)
@@ -123,6 +138,9 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
 
     @app.timer(interval=settings.sweep_interval)
     async def sweep_owned() -> None:
+        outage = processor.outage
+        if not outage.retry_due():  # Redis is down: sweeps try no more often than batches do
+            return
         for tp in list(app.consumer.assignment()):
             if tp.topic != settings.events_topic:
                 continue
@@ -130,7 +148,11 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
                 await processor.sweep(tp.partition)
                 while await processor.relay(tp.partition) >= settings.relay_batch:
                     pass
-            except (RedisError, OSError, KafkaError) as exc:  # Redis or Kafka away: the next tick tries again
+                outage.recovered()
+            except (RedisError, OSError) as exc:  # Redis away: one warning per outage, see service.outage
+                outage.failed(exc)
+                return
+            except (KafkaError, BrokerUnavailable, StoreError) as exc:  # the next tick tries again
                 log.warning("sweep or relay of partition %d skipped: %s", tp.partition, exc)
                 return
 
@@ -139,6 +161,15 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         for tp in revoked:
             if tp.topic == settings.events_topic:
                 processor.release(tp.partition)
+
+    @app.page("/readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            """503 while the worker pauses on an unavailable Redis (it resumes on its own)."""
+            if processor.outage.paused:
+                body = {"status": "paused", "redis": f"unavailable for {processor.outage.seconds():.0f}s"}
+                return self.json(body, status=503)
+            return self.json({"status": "ready"})
 
     @app.page("/metrics")
     class Metrics(View):

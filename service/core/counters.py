@@ -93,6 +93,7 @@ REJECTED = "rejected"
 MISROUTED = "misrouted"
 UNKNOWN_USER = "unknown_user_events"
 APPLIED = "applied"
+LOG_REBASED = "log_rebased"  # the events topic became a new log under the applied offset
 
 
 def split(name: str) -> list[str]:
