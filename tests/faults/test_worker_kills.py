@@ -1,10 +1,11 @@
 """`kill -9` of the worker at random moments of a stream, restarted each time.
 
 A generated history with recalls, renewals, expiries and onboarding (event clock, so the
-triggers fire as the history's time passes) is streamed in paced chunks; after each chunk
-starts arriving and the worker has committed some of it, the worker is killed with SIGKILL
-after a random delay (mid-batch, mid-sweep, mid-relay or idle: wherever it is) and started
-again. At the end state, counters and the trigger topic must equal the reference exactly.
+triggers fire as the history's time passes) is streamed in chunks; once the (re)started
+worker applies the head of a chunk, the rest is streamed over three seconds and the worker
+is killed with SIGKILL at a random moment of it (mid-batch, mid-sweep or mid-relay:
+wherever it is) and started again. At the end state, counters and the trigger topic
+must equal the reference exactly.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     kill_log: list[dict[str, Any]] = []
     try:
         for i in range(kills):
+            # a few events first: once the (re)started worker applies them it is consuming
+            head, tail = chunks[i][:50], chunks[i][50:]
             before = applied_total(stack)
-            publisher = paced_publish(stack, chunks[i], seconds=8.0, parts=16)
+            stack.publish(head)
             wait_for(lambda b=before: applied_total(stack) > b, 180, "the worker to apply new events", worker)
-            time.sleep(rng.uniform(0.0, 1.5))
+            publisher = paced_publish(stack, tail, seconds=3.0, parts=12)  # the stream goes on...
+            time.sleep(rng.uniform(0.1, 2.5))  # ...and the kill lands at a random moment of it
             streaming = publisher.is_alive()
             worker.kill()
             publisher.join()
