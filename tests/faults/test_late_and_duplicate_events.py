@@ -56,7 +56,7 @@ from tests.processes import sync_redis, wait_for
 from tests.reference import partition_clocks, reference, transitions, transitions_as_delivered
 from tests.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600 if full() else 300)]
 
 PARTITIONS = 4
 HOUR = 3_600_000

@@ -37,7 +37,7 @@ from tests.processes import ServiceProcess, wait_for
 from tests.reference import partition_clocks, transitions
 from tests.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600 if full() else 300)]
 
 PARTITIONS = 4
 
