@@ -38,19 +38,16 @@ from service.core.lifecycle import state_at
 from service.core.partitioning import partition_for
 from service.core.triggers import trigger_id
 from service.keys import all_partitions
-from tests.faults.checks import (
-    audit_triggers,
-    check_state,
-    distinct_valid,
-    expected_by_core,
+from tests.faults.checks import check_state, distinct_valid
+from tests.faults.downstream import audit_triggers, expected_by_core, read_trigger_topic
+from tests.faults.figures import report
+from tests.faults.history import (
     fault_profile,
     fault_stack,
     outbox_length,
     partition_generations,
-    read_trigger_topic,
     trigger_history,
 )
-from tests.faults.figures import report
 from tests.faults.scale import full
 from tests.processes import sync_redis, wait_for
 from tests.reference import partition_clocks, reference, transitions, transitions_as_delivered
@@ -93,7 +90,9 @@ def late_events(
     profile = fault_profile()
     th = profile.thresholds
     users = reference(first_part, profile)
-    within, beyond, new_users = [], [], []
+    within: list[dict[str, Any]] = []
+    beyond: list[dict[str, Any]] = []
+    new_users: list[str] = []
     for uid in sorted(users):
         u = users[uid]
         wm = clocks[partition_for(uid, PARTITIONS)]
@@ -109,10 +108,9 @@ def late_events(
             beyond.append({"event_id": f"late-b-{uid}", "user_id": uid, "type": "view", "ts": ts})
     for i in range(n // 4):
         uid = f"late-new-{i}"
-        wm = clocks.get(partition_for(uid, PARTITIONS))
-        if wm is None:
-            continue
-        ts = wm - rng.randint(4, 20) * DAY_MS  # first seen already silent, or churned
+        ts = (
+            clocks[partition_for(uid, PARTITIONS)] - rng.randint(4, 20) * DAY_MS
+        )  # first seen already silent, or churned
         beyond.append(
             {"event_id": f"{uid}-a", "user_id": uid, "type": "register", "ts": ts, "channel": "ads"}
         )
@@ -237,7 +235,7 @@ async def test_duplicates_out_of_order_and_late_events_follow_the_rule(
             "seconds": round(elapsed, 1),
         },
     )
-    assert len(within) >= late_n // 2 and len(beyond_known) >= late_n // 4, (len(within), len(beyond))
+    assert len(within) >= 100 and len(beyond_known) >= 100, (len(within), len(beyond_known))  # not vacuous
     assert not state.mismatches, state.mismatches[:20]
     assert audit.clean, audit
     assert got_within == want_within

@@ -25,20 +25,19 @@ import pytest
 from service.core.batch import SweepResult
 from service.redis_client import redis_client
 from service.store import FencedError, RedisStore
-from tests.faults.checks import (
+from tests.faults.checks import check_state
+from tests.faults.downstream import audit_triggers, expected_by_core, read_trigger_topic, recalls_by_reference
+from tests.faults.figures import report
+from tests.faults.history import (
     applied_total,
-    audit_triggers,
-    check_state,
-    expected_by_core,
     fault_profile,
     fault_stack,
     outbox_length,
     paced_publish,
     partition_generations,
-    read_trigger_topic,
     trigger_history,
+    wait_progress,
 )
-from tests.faults.figures import report
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, wait_for
 from tests.reference import partition_clocks, transitions
@@ -156,7 +155,7 @@ async def test_partitions_moving_between_two_and_three_workers_are_never_doubled
             for chunk, (action, name) in zip(chunks, steps, strict=False):
                 before = applied_total(stack)
                 publisher = paced_publish(stack, chunk, seconds=2.0, parts=4)
-                wait_for(lambda b=before: applied_total(stack) > b, 180, "progress", workers.any())
+                wait_progress(stack, before, workers.any())
                 workers.act(action, name)
                 publisher.join()
             for chunk in chunks[len(steps) :]:
@@ -207,6 +206,7 @@ async def test_partitions_moving_between_two_and_three_workers_are_never_doubled
     )
     assert not state.mismatches, state.mismatches[:20]
     assert audit.clean, audit
+    assert sum(1 for kind, _ in expected.fired.values() if kind == "recall") == recalls_by_reference(tr)
     assert watch.samples > 0 and not watch.decreases, watch.decreases
     assert all(gen >= 2 for gen in generations.values()), generations  # every partition moved
     assert fenced

@@ -17,21 +17,19 @@ from typing import Any
 
 import pytest
 
-from tests.faults.checks import (
+from tests.faults.checks import check_state
+from tests.faults.downstream import audit_triggers, expected_by_core, read_trigger_topic, recalls_by_reference
+from tests.faults.figures import report
+from tests.faults.history import (
     applied_total,
-    audit_triggers,
-    check_state,
-    expected_by_core,
     fault_profile,
     fault_stack,
     outbox_length,
     paced_publish,
     partition_generations,
-    read_trigger_topic,
-    recalls_by_reference,
     trigger_history,
+    wait_progress,
 )
-from tests.faults.figures import report
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, wait_for
 from tests.reference import partition_clocks, transitions
@@ -67,7 +65,7 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(
             head, tail = chunks[i][:50], chunks[i][50:]
             before = applied_total(stack)
             stack.publish(head)
-            wait_for(lambda b=before: applied_total(stack) > b, 180, "the worker to apply new events", worker)
+            wait_progress(stack, before, worker)
             publisher = paced_publish(stack, tail, seconds=3.0, parts=12)  # the stream goes on...
             time.sleep(rng.uniform(0.1, 2.5))  # ...and the kill lands at a random moment of it
             streaming = publisher.is_alive()
