@@ -36,7 +36,7 @@ test: setup kafka-jars lint  ## everything CI runs: lint, types, unit, integrati
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
-faults: setup kafka-jars  ## the fault-injection suite at the issue's sizes on Apache Kafka (~20 min): figures in .run/faults-*.json
+faults: setup kafka-jars  ## the fault-injection suite at the issue's sizes on Apache Kafka (~7 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults
 
 bench: setup kafka-jars  ## the benchmark of issue 10 on Apache Kafka (1M events; ~20 min): table + bench/results.json
