@@ -46,7 +46,7 @@ from tests.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600 if full() else 300)]
 
 PARTITIONS = 6
-# (action, worker) steps; a chunk of the stream arrives before each step
+# (action, worker) steps from `a` alone back to `a` alone; a chunk of the stream arrives before each
 CYCLE = [
     ("start", "b"),  # two workers: half the partitions move from a to b
     ("start", "c"),  # three
@@ -58,6 +58,8 @@ CYCLE = [
     ("start", "c"),  # three again
     ("stop", "a"),
     ("start", "a"),
+    ("stop", "b"),
+    ("kill", "c"),  # a alone again, after c's session times out
 ]
 
 
@@ -71,6 +73,8 @@ class Workers:
 
     def act(self, action: str, name: str) -> None:
         if action == "start":
+            if name in self.procs:
+                raise ValueError(f"worker {name} is already running")
             self.starts += 1
             log = self.stack.workdir / f"worker-{name}-{self.starts}.log"
             self.procs[name] = ServiceProcess("worker", self.stack.env, log).start()
