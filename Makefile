@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test test-unit test-integration lint faults bench kafka-jars clean
+.PHONY: setup dev test test-unit test-integration lint faults bench kafka-jars console console-deps screenshots clean
 
 $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,19 @@ dev: setup  ## the whole service on the embedded stack (Tansu + redis-server), w
 kafka-jars:  ## fetch (once) the Apache Kafka broker jars used by tests and benchmarks
 	scripts/fetch-kafka.sh
 
+# The locked versions, lock file untouched. Not `npm ci`: it wants every platform's optional
+# packages (esbuild's, rollup's) in the lock, and the registry here serves only linux-x64's.
+console/node_modules/.package-lock.json: console/package-lock.json console/package.json
+	cd console && npm install --no-save --no-audit --no-fund
+
+console-deps: console/node_modules/.package-lock.json  ## the console's build and test tools, from console/package-lock.json
+
+console: console-deps  ## rebuild the web console into service/console_static/ (committed: pip needs no npm)
+	cd console && npm run build
+
+screenshots: setup kafka-jars console-deps  ## the console's browser test, saving its screenshots to docs/
+	LIFECYCLE_CONSOLE_SCREENSHOTS=docs $(BIN)/pytest -q tests/e2e/test_console.py
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,11 +41,11 @@ lint: setup
 test-unit: setup
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup kafka-jars
+test-integration: setup kafka-jars console-deps
 	$(BIN)/pytest -q tests/integration tests/e2e
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 
-test: setup kafka-jars lint  ## everything CI runs: lint, types, unit, integration and e2e on Tansu and Apache Kafka
+test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
 

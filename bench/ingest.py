@@ -5,12 +5,16 @@ pre-load N synthetic events once as one-event messages and once as envelopes, th
 measure, one process each:
 
 - `limit`: aiokafka `getmany` + orjson decode of the one-event topic, no processing;
-- `worker_envelopes` / `worker_single`: one `lifecycle worker` until every event is
+- `faust_floor`, `naive_faust`, `quix`: the peers in `bench/peers/` on the one-event topic;
+- `ours_envelopes` / `ours_single`: one `lifecycle worker` until every event is
   committed to Redis (timed from its first commit to its last), with CPU s per million
-  events and peak RSS;
-- `bridge`: `lifecycle bridge` logic re-publishing the one-event topic as envelopes;
+  events and peak RSS; `ours_bridge`: the bridge and one worker, end to end;
+- `bridge`: the bridge alone re-publishing the one-event topic as envelopes, acknowledged;
+- `scale`: two workers on the envelope topic;
+- `latency`: produce to committed and to visible in the API at half of `ours_envelopes`;
 - `collector`: `POST /v1/events` with 100-event batches from 8 concurrent clients to a
-  running `lifecycle api`, each answered after the broker's ack.
+  running `lifecycle api`, each answered after the broker's ack;
+- memory and sweep at 1,000,000 users (`bench.population`).
 
 The machine is shared and noisy: compare the ratios within one run, not absolute figures
 across runs. A worker phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900).
@@ -272,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
-    phases = tqdm(total=12, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+    phases = tqdm(total=13, desc="benchmark", unit="phase", position=0, file=sys.stderr)
 
     def done(name: str, text: str) -> None:
         phases.set_postfix_str(f"{name}: {text}")
@@ -290,7 +294,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         total = len(events)
-        topics = {name: n_parts for name in ("single", "env", "bridged", "collected", "latency")}
+        topics = {
+            name: n_parts for name in ("single", "env", "bridged", "bridge_only", "collected", "latency")
+        }
         create_topics(bs, {**topics, **{f"{t}.dlq": n_parts for t in topics}})
         for topic, single in (("single", True), ("env", False)):
             pub = EventPublisher(bs, topic, n_parts, envelope_size=200, single=single)
@@ -345,6 +351,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             rates[name] = details[name]["events_per_s"]
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
+        bridge_settings = Settings(
+            kafka_bootstrap=bs,
+            redis_url=rds.url,
+            events_topic="bridge_only",
+            partitions=n_parts,
+            app_id="bridge",
+        )
+        details["bridge_alone"] = round(measure_bridge(bridge_settings, "single", total))
+        done("bridge", f"{details['bridge_alone']:,} ev/s alone, one-event topic to envelopes, acknowledged")
         env = _env(bs, rds.url, "env", n_parts, "scale2")
         two = measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2)
         done("scale", f"2 workers {two['events_per_s']:,} ev/s vs 1: {rates['ours_envelopes']:,}")
@@ -415,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "offered_events_per_s": latency["offered_events_per_s"],
         },
         "redis_bytes_per_user": population["redis_bytes_per_user"],
+        "redis_bytes_per_user_by_key": population["redis_bytes_per_user_by_key"],
         "memory_users": population["users"],
         "sweep_s": population["sweep_s"],
         "sweep_changes": population["sweep_changes"],
@@ -424,6 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s_per_million": two["cpu_s_per_million"],
         },
         "collector_batches_of_100": details["collector_batches_of_100"],
+        "bridge_alone": details["bridge_alone"],
     }
 
 
@@ -439,6 +456,8 @@ def table(result: dict[str, Any]) -> str:
         f"visible in API p50 {lat['visible_in_api']['p50']} ms, p99 {lat['visible_in_api']['p99']} ms",
         f"Redis bytes per user ({result['memory_users']:,} users): {result['redis_bytes_per_user']}",
         f"sweep: none {result['sweep_s']['none']} s, 1% crossing {result['sweep_s']['crossing_1pct']} s",
+        f"bridge alone: {result['bridge_alone']:,} ev/s; "
+        f"collector: {result['collector_batches_of_100']:,} ev/s",
         f"2 workers: {result['scale_2_workers']['events_per_s']:,} ev/s "
         f"({result['scale_2_workers']['ratio_to_1_worker']} x one worker)",
     ]

@@ -2,7 +2,8 @@
 # Installs the Debian packages the service and its tests need, only those missing:
 # redis-server (state store) and prometheus (metrics and rules, in `lifecycle dev` and the
 # tests); without --runtime-only also a JDK and Maven (Apache Kafka for tests and
-# benchmarks). Needs root or sudo for apt-get.
+# benchmarks) and Chromium (the console's browser test drives /usr/bin/chromium).
+# Needs root or sudo for apt-get.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -10,6 +11,7 @@ command -v prometheus >/dev/null || need+=(prometheus)
 if [ "${1:-}" != "--runtime-only" ]; then
   command -v java >/dev/null || need+=(default-jdk-headless)
   command -v mvn >/dev/null || need+=(maven)
+  [ -x /usr/bin/chromium ] || need+=(chromium chromium-driver)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""

@@ -9,7 +9,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import date
 from typing import Annotated, Any
 
@@ -21,10 +21,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from service.audience_api import audience_routes
+from service.audiences import AudienceReader
 from service.collector import Collector, CollectorError
+from service.console_api import console_routes, is_console_path, serve_console
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_ID_LEN
 from service.core.profile import Thresholds
+from service.history import History
+from service.ops import EndOffsets, Ops
 from service.population import PopulationCollector
 from service.queries import Queries
 from service.redis_client import redis_client
@@ -178,7 +183,7 @@ def _require_api_key(app: FastAPI, key: str) -> None:
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
-        if request.url.path in OPEN_PATHS:
+        if request.url.path in OPEN_PATHS or is_console_path(request.url.path):
             return await call_next(request)
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
@@ -218,13 +223,21 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
     kafka = _KafkaProbe(settings.bootstrap_servers)
     collector = Collector(settings)
-    population = PopulationCollector(queries)
+    audiences = AudienceReader(queries)
+    population = PopulationCollector(queries, audiences)
     population_registry = CollectorRegistry(auto_describe=False)
     population_registry.register(population)
+    history = History(queries, settings.history_interval)
+    ops = Ops(queries, EndOffsets(settings.bootstrap_servers, settings.events_topic, settings.partitions))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recorder = asyncio.create_task(history.run())
         yield
+        recorder.cancel()
+        with suppress(asyncio.CancelledError):
+            await recorder
+        await ops.ends.close()
         await collector.close()
         await client.aclose()
 
@@ -236,8 +249,11 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     )
     app.state.queries = queries
     app.state.collector = collector
+    app.state.history = history
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
+    app.include_router(audience_routes(audiences))
+    app.include_router(console_routes(history, ops))
 
     @app.get("/users/{user_id}", response_model=User, responses={404: {"description": "unknown user"}})
     async def get_user(user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]) -> dict[str, Any]:
@@ -417,4 +433,5 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
             pass
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    serve_console(app)
     return app

@@ -249,6 +249,12 @@ lifecycle:
     )
 
 
+def cmd_audience(args: argparse.Namespace) -> None:
+    from service.audience_cli import run_audience
+
+    run_audience(args, _settings())
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from service.devstack import run_dev
 
@@ -279,6 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
     suggest_cmd.add_argument("--dead", type=float, default=0.05, help="dead below this")
     suggest_cmd.add_argument("--min-returns", type=int, default=100, help="refuse with fewer returns")
     suggest_cmd.set_defaults(func=cmd_thresholds_suggest)
+
+    audience = sub.add_parser("audience", help="export or publish an audience (users matching filters)")
+    asub = audience.add_subparsers(dest="action", required=True)
+    for action, helptext in (
+        ("export", "write the audience as CSV or JSON Lines to a file or stdout"),
+        ("publish", "send the audience to a Kafka topic as CloudEvents (ids stable per campaign)"),
+    ):
+        a = asub.add_parser(action, help=helptext)
+        a.add_argument("--name", help="a named audience of the profile (instead of the filters below)")
+        a.add_argument("--state", action="append", help="new, retained, silent, churned, dead (repeatable)")
+        a.add_argument("--channel", help="acquisition channel ('-' for none)")
+        a.add_argument("--stage", help="a funnel stage the user reached")
+        a.add_argument("--not-stage", help="a funnel stage the user has not reached")
+        a.add_argument("--segment", help="an RFM segment, e.g. important_recall")
+        a.add_argument("--entered-since", help="entered their state at or after: ISO instant, or 7d ago")
+        a.add_argument("--entered-before", help="entered their state before: ISO instant, or 12h ago")
+        if action == "export":
+            a.add_argument("--format", choices=("csv", "jsonl"), help="default: csv for *.csv, else jsonl")
+            a.add_argument("--output", "-o", help="file to write (default: stdout)")
+        else:
+            a.add_argument("--campaign", required=True, help="run key: the same key gives the same event ids")
+            a.add_argument("--topic", help="default LIFECYCLE_AUDIENCES_TOPIC (lifecycle-audiences)")
+        a.set_defaults(func=cmd_audience)
 
     health = sub.add_parser(
         "healthcheck", help="exit 0 if the local API or worker answers (container probes)"

@@ -111,6 +111,7 @@ def run_dev(args: argparse.Namespace) -> None:
         print(
             f"""
 lifecycle dev is running (profile {profile.name}, clock {settings.clock}); {sent} historical events sent.
+  Console      http://127.0.0.1:{api_port}/console  (paste the key below when the page asks)
   API          http://127.0.0.1:{api_port}      (OpenAPI: /docs; try /lifecycle, /funnel, /users/<id>)
   API key      {env["LIFECYCLE_API_KEY"]}  (send "Authorization: Bearer <key>" or "X-API-Key: <key>")
   API metrics  http://127.0.0.1:{api_port}/metrics

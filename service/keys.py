@@ -19,7 +19,7 @@ class PartitionKeys:
 
     @property
     def meta(self) -> str:
-        """Hash: owner generation, applied offset, watermark, sweep clock."""
+        """Hash: owner generation, applied offset, watermark, sweep clock, last commit time (`at`)."""
         return f"{self.tag}:meta"
 
     @property
@@ -67,6 +67,14 @@ class PartitionKeys:
     def dedup(self, bucket: int) -> str:
         """Set: 8-byte digests of the event ids whose ts falls in hour `bucket` (hours since epoch)."""
         return f"{self.tag}:dd:{bucket}"
+
+
+def history(prefix: str) -> str:
+    """Hash: ISO day of the clock -> the day's latest lifecycle counts (orjson), written by APIs.
+
+    Not a partition's key: one small hash read and written whole, in any cluster slot.
+    """
+    return f"{prefix}:history"
 
 
 def all_partitions(prefix: str, partitions: int) -> list[PartitionKeys]:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.audiences import AudienceReader
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
 from service.core.lifecycle import STATES
@@ -23,8 +24,9 @@ from service.queries import Queries
 class PopulationCollector(Collector):
     """Holds the snapshot of the last `refresh()`; `collect()` (sync) only yields it."""
 
-    def __init__(self, queries: Queries) -> None:
+    def __init__(self, queries: Queries, audiences: AudienceReader | None = None) -> None:
         self.queries = queries
+        self.audiences = audiences
         self._metrics: list[Metric] = []
 
     async def refresh(self) -> None:
@@ -107,7 +109,16 @@ class PopulationCollector(Collector):
             "Users with a renewal, expiry, onboarding or deferred trigger scheduled.",
         )
         waiting.add_metric([], scheduled)
+        sizes = GaugeMetricFamily(
+            f"{PREFIX}_audience_users",
+            "Users in each named audience of the profile at the clock.",
+            labels=["audience"],
+        )
+        if self.audiences is not None:
+            for audience in q.profile.audiences:
+                sizes.add_metric([audience.name], await self.audiences.count(audience.filter))
         self._metrics = [
+            sizes,
             pending,
             waiting,
             users,

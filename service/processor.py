@@ -254,6 +254,7 @@ class PartitionProcessor:
             swept=swept,
             extra_counts=extra,
             outbox=self._outbox(result.triggers.fired),
+            committed_at=int(self.wall_clock() * 1000),
         )
         if self.metrics:
             self.metrics.redis_commit.observe(time.perf_counter() - started)

@@ -23,6 +23,7 @@ from service.core.lifecycle import STATES, state_at
 from service.core.partitioning import partition_for
 from service.core.profile import Profile, Thresholds
 from service.core.records import NO_CHANNEL, UserRecord
+from service.core.segments import RFM_SEGMENTS
 from service.core.trigger_summary import trigger_summary
 from service.core.triggers import describe
 from service.keys import PartitionKeys, all_partitions
@@ -95,7 +96,7 @@ class Queries:
         replies = [int(v) for v in await pipe.execute()]
         return sum(replies[0::2]), sum(replies[1::2])
 
-    async def _channels(self, channel: str | None) -> list[list[str]]:
+    async def channels_by_partition(self, channel: str | None) -> list[list[str]]:
         if channel is not None:
             return [[channel] for _ in self.parts]
         pipe = self.redis.pipeline(transaction=False)
@@ -114,7 +115,7 @@ class Queries:
         """
         now = await self.now_ms() if now is None else now
         th = thresholds or self.profile.thresholds
-        channels = await self._channels(_stored_channel(channel))
+        channels = await self.channels_by_partition(_stored_channel(channel))
         pipe = self.redis.pipeline(transaction=False)
         for k, chans in zip(self.parts, channels, strict=True):
             for ch in chans:
@@ -138,7 +139,7 @@ class Queries:
 
     async def active_users(self, now: int) -> dict[str, dict[str, int]]:
         """Users active within 1, 7 and 30 days of the clock, per channel: exact range counts."""
-        channels = await self._channels(None)
+        channels = await self.channels_by_partition(None)
         pipe = self.redis.pipeline(transaction=False)
         keys: list[tuple[str, str]] = []
         for k, chans in zip(self.parts, channels, strict=True):
@@ -187,7 +188,7 @@ class Queries:
     async def rfm_segments(self, now: int) -> dict[str, int]:
         """Users per RFM segment at the clock, from range counts (recency) on the class indexes."""
         rfm = self.profile.rfm
-        channels = await self._channels(None)
+        channels = await self.channels_by_partition(None)
         pipe = self.redis.pipeline(transaction=False)
         for k, chans in zip(self.parts, channels, strict=True):
             for ch in chans:
@@ -229,7 +230,7 @@ class Queries:
         """Cohorts first seen on each day of `[first_day, last_day]` and how many came back on
         day d+N for each configured N; exact (counted once per user by the batch commit)."""
         days = list(range(first_day, last_day + 1))
-        channels = await self._channels(_stored_channel(channel))
+        channels = await self.channels_by_partition(_stored_channel(channel))
         after = self.profile.retention_days
         pipe = self.redis.pipeline(transaction=False)
         shapes: list[list[tuple[int, int | None]]] = []
@@ -276,7 +277,7 @@ class Queries:
                 _, ch, i = ctr.split(name)
                 if wanted is None or ch == wanted:
                     buckets[int(i)] += int(value)
-        channels = await self._channels(wanted)
+        channels = await self.channels_by_partition(wanted)
         pipe = self.redis.pipeline(transaction=False)
         for k, chans in zip(self.parts, channels, strict=True):
             for ch in chans:
@@ -361,19 +362,6 @@ def _indicator_block(
 
 def _iso_day(day: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
-
-
-RFM_SEGMENTS: dict[tuple[int, int], str] = {
-    # (recent, frequency/monetary class: 2 = frequent, 1 = high value) -> seed 004's layering
-    (1, 3): "important_value",
-    (1, 1): "important_develop",
-    (0, 3): "important_retain",
-    (0, 1): "important_recall",
-    (1, 2): "general_value",
-    (1, 0): "general_develop",
-    (0, 2): "general_retain",
-    (0, 0): "general_recall",
-}
 
 
 def rfm_segment(rec: UserRecord, now: int, profile: Profile) -> str:

@@ -1,6 +1,6 @@
-"""The one Lua script of the service: a fenced, atomic batch commit.
+"""The Lua scripts of the service: a fenced, atomic batch commit, and an audience read.
 
-The script checks that the partition's meta fields still hold what the batch read
+The commit script checks that the partition's meta fields still hold what the batch read
 (owner generation, applied offset, sweep clock) and only then runs the batch's writes.
 So a commit is all or nothing, a replay after a crash is recognised by its offset, and
 a worker that lost its partition to another (a newer generation) cannot write.
@@ -34,6 +34,25 @@ while i <= n do
 end
 return {'OK'}
 """
+
+AUDIENCE_CHUNK = """
+local items = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE', 'REV', 'LIMIT', ARGV[3], ARGV[4],
+                         'WITHSCORES')
+local n = #items / 2
+if n == 0 then return '[]' end
+local members = {}
+for i = 1, n do members[i] = items[2 * i - 1] end
+local records = redis.call('HMGET', KEYS[2], unpack(members))
+local out = {}
+for i = 1, n do
+  out[i] = '[' .. cjson.encode(members[i]) .. ',' .. items[2 * i] .. ',' .. (records[i] or 'null') .. ']'
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+"""A chunk of an audience walk in one round trip and one reply: the members of an index in a
+score range (descending), each with its score and its packed record, as one JSON text
+`[[member, score, record], ...]` (one bulk string parses far faster than 3 × n replies).
+Both keys carry the partition's tag, so under Redis Cluster it is one slot."""
 
 # Lua's unpack() is limited by the C stack (8000 slots in Redis): split longer commands.
 MAX_ARGS_PER_CALL = 4000

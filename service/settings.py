@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     triggers_type_prefix: str = Field(
         "dev.userops", description="CloudEvents `type` is <prefix>.lifecycle.<kind>.v1"
     )
+    audiences_topic: str = Field(
+        "lifecycle-audiences", description="CloudEvents of `lifecycle audience publish` (one per user)"
+    )
     relay_batch: int = Field(500, ge=1, le=10_000, description="outbox entries relayed per round")
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
     app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")
@@ -62,6 +65,9 @@ class Settings(BaseSettings):
     collector_timeout: float = Field(10.0, gt=0, description="seconds to wait for the broker's ack")
     whatif_max_new_window: str = Field(
         "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
+    )
+    history_interval: float = Field(
+        60.0, gt=0, le=3600, description="seconds between the API's snapshots of the lifecycle counts"
     )
     log_level: str = "INFO"
 

@@ -154,6 +154,7 @@ class RedisStore:
         swept: int | None,
         extra_counts: Mapping[str, int] | None = None,
         outbox: Sequence[OutboxEntry] = (),
+        committed_at: int | None = None,
     ) -> None:
         k = self.keys(partition)
         b = CommitBuilder(k)
@@ -182,6 +183,8 @@ class RedisStore:
         position: list[Any] = ["offset", offset, "wm", wm]
         if swept is not None:
             position += ("swept", swept)
+        if committed_at is not None:
+            position += ("at", committed_at)  # wall time of the commit: the console's "last commit"
         b.add("HSET", k.meta, position)
         await self._run(b, meta)
 

@@ -297,3 +297,77 @@ def transitions_as_delivered(
     for uid, (first, last, counted) in users.items():
         walk(first, last, counted, until(uid))
     return out
+
+
+def audience(
+    users: dict[str, RefUser], now: int, profile: Profile, filters: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The users an audience filter selects at `now`, with the row the API gives for each,
+    computed from the definitions (README "Audiences"), not from any index."""
+    th = profile.thresholds
+    names = [s.name for s in profile.funnel]
+    segments = {
+        (True, True, True): "important_value",
+        (True, False, True): "important_develop",
+        (False, True, True): "important_retain",
+        (False, False, True): "important_recall",
+        (True, True, False): "general_value",
+        (True, False, False): "general_develop",
+        (False, True, False): "general_retain",
+        (False, False, False): "general_recall",
+    }
+
+    def ago(value: str) -> int:
+        from datetime import datetime
+
+        from service.core.durations import DurationError, parse_duration
+
+        try:
+            return now - parse_duration(value)
+        except DurationError:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+    out: dict[str, dict[str, Any]] = {}
+    for uid, u in users.items():
+        state = state_at(u.first_seen, u.last_active, now, th).value
+        entered = {
+            "dead": u.last_active + th.dead_after,
+            "churned": u.last_active + th.churn_after,
+            "silent": u.last_active + th.silent_after,
+            "new": u.first_seen,
+            "retained": u.first_seen + th.new_window,
+        }[state]
+        stage = stage_of(u, profile)
+        recent = now - u.last_active < profile.rfm.recency
+        segment = segments[(recent, u.orders >= profile.rfm.frequency, u.revenue >= profile.rfm.monetary)]
+        states = filters.get("state")
+        if states and state not in states:
+            continue
+        if "channel" in filters and (u.channel or "-") != filters["channel"]:
+            continue
+        if "stage" in filters and stage < names.index(filters["stage"]):
+            continue
+        if "not_stage" in filters and stage >= names.index(filters["not_stage"]):
+            continue
+        if "segment" in filters and segment != filters["segment"]:
+            continue
+        if "entered_since" in filters and entered < ago(filters["entered_since"]):
+            continue
+        if "entered_before" in filters and entered >= ago(filters["entered_before"]):
+            continue
+        out[uid] = {
+            "user_id": uid,
+            "state": state,
+            "channel": u.channel,
+            "stage": names[stage] if stage >= 0 else None,
+            "segment": segment,
+            "last_active": _iso(u.last_active),
+            "entered_at": _iso(entered),
+        }
+    return out
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

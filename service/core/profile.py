@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.durations import DurationError, parse_duration
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
@@ -35,6 +36,7 @@ _TOP_LEVEL = {
     "rfm",
     "channel_quality",
     "triggers",
+    "audiences",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -94,6 +96,7 @@ class Profile:
         ("ltv_cac", 0.2),
     )
     triggers: TriggerRules = field(default_factory=TriggerRules)
+    audiences: tuple[Audience, ...] = ()
 
     def is_activity(self, event_type: str) -> bool:
         return self.activity_types is None or event_type in self.activity_types
@@ -147,11 +150,17 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         triggers = parse_trigger_rules(data.get("triggers"), source, idle_after)
     except TriggerRulesError as exc:
         raise ProfileError(str(exc)) from exc
+    funnel = _funnel(data.get("funnel"), source)
+    try:
+        audiences = parse_audiences(data.get("audiences"), [s.name for s in funnel], source)
+    except AudienceFilterError as exc:
+        raise ProfileError(str(exc)) from exc
     return Profile(
         name=name,
         thresholds=thresholds,
         triggers=triggers,
-        funnel=_funnel(data.get("funnel"), source),
+        audiences=audiences,
+        funnel=funnel,
         activity_types=_type_set(data.get("activity_types"), "activity_types", source),
         revenue_types=_type_set(data.get("revenue_types", ["order", "renew"]), "revenue_types", source)
         or frozenset(),

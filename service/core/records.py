@@ -55,7 +55,12 @@ class UserRecord:
 
     @classmethod
     def unpack(cls, raw: bytes | str) -> UserRecord:
-        f, la, su, ch, st, orders, revenue, counts, retained, *tail = orjson.loads(raw)
+        return cls.from_fields(orjson.loads(raw))
+
+    @classmethod
+    def from_fields(cls, fields: list[Any]) -> UserRecord:
+        """From the decoded JSON array (`pack`'s form)."""
+        f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
         return cls(f, la, su, ch, st, orders, float(revenue), counts, retained, *tail)
 
     def copy(self) -> UserRecord:

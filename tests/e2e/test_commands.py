@@ -72,6 +72,10 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
         assert key, output
         headers["Authorization"] = f"Bearer {key.group(1)}"
         assert httpx.get(f"{api}/lifecycle").status_code == 401  # no key, no answer
+        console = re.search(r"Console\s+(http://127\.0\.0\.1:\d+/console)", output)
+        assert console and console.group(1).startswith(api), output
+        page = httpx.get(console.group(1))  # the page itself needs no key: it asks for one
+        assert page.status_code == 200 and "<title>Lifecycle console</title>" in page.text
         worker = re.search(r"worker\s+(http://127\.0\.0\.1:\d+)/metrics", output)
         assert worker, output
         body = _poll(

@@ -57,7 +57,8 @@ async def test_api_key_guards_everything_but_probes_and_metrics(stack: Stack) ->
     settings = stack.settings.model_copy(update={"api_key": SecretStr("s3cret-key")})
     app = create_api(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
-        for path in ("/lifecycle", "/funnel", "/users/u1", "/triggers/summary", "/docs", "/openapi.json"):
+        paths = ("/lifecycle", "/funnel", "/users/u1", "/triggers/summary", "/docs", "/openapi.json")
+        for path in (*paths, "/audiences", "/audiences/users", "/audiences/silent_this_week/users"):
             denied = await api.get(path)
             assert denied.status_code == 401, path
             assert denied.headers["www-authenticate"] == "Bearer"

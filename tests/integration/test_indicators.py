@@ -10,7 +10,7 @@ import pytest
 
 from service.api import create_api
 from service.core.durations import DAY_MS
-from service.queries import RFM_SEGMENTS
+from service.core.segments import RFM_SEGMENTS
 from tests import reference as ref
 from tests.stack import Stack, history
 

@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 
+from service.core.audience_events import audience_cloudevent, audience_event_id
 from service.core.cloudevents import trigger_cloudevent
 from service.core.events import decode_message, validate_event
 from service.core.triggers import Fired
@@ -34,7 +36,12 @@ def validator(name: str) -> Draft202012Validator:
 
 
 def test_every_schema_is_a_valid_draft_2020_12_schema() -> None:
-    assert {"event.schema.json", "envelope.schema.json", "trigger.schema.json"} <= set(SCHEMAS)
+    assert {
+        "event.schema.json",
+        "envelope.schema.json",
+        "trigger.schema.json",
+        "audience.schema.json",
+    } <= set(SCHEMAS)
     for doc in SCHEMAS.values():
         Draft202012Validator.check_schema(doc)
 
@@ -120,11 +127,33 @@ def test_a_trigger_missing_its_kinds_fields_fails() -> None:
     )
 
 
+def test_audience_cloudevents_match_the_schema() -> None:
+    row = {
+        "user_id": "u-1",
+        "state": "silent",
+        "channel": None,
+        "stage": "register",
+        "segment": "general_recall",
+        "last_active": "2026-11-20T08:00:00.000Z",
+        "entered_at": "2026-11-23T08:00:00.000Z",
+    }
+    doc = orjson.loads(
+        audience_cloudevent(
+            row, "silent_this_week", "c-1", "2026-11-23T09:00:00.000Z", "/lifecycle", "dev.userops"
+        )
+    )
+    validator("audience.schema.json").validate(doc)
+    assert doc["id"] == audience_event_id("silent_this_week", "c-1", "u-1")
+    assert doc["id"] != audience_event_id("silent_this_week", "c-2", "u-1"), "another campaign, other ids"
+    doc["data"]["state"] = "asleep"
+    assert not validator("audience.schema.json").is_valid(doc)
+
+
 def test_the_asyncapi_document_describes_the_topics_and_its_references_exist() -> None:
     doc = yaml.safe_load((ROOT / "docs/asyncapi.yaml").read_text())
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {"user-events", "user-events.dlq", "lifecycle-triggers"}
+    assert addresses == {"user-events", "user-events.dlq", "lifecycle-triggers", "lifecycle-audiences"}
     refs: list[str] = []
 
     def walk(node: Any) -> None:
@@ -138,7 +167,7 @@ def test_the_asyncapi_document_describes_the_topics_and_its_references_exist() -
                 walk(item)
 
     walk(doc)
-    assert len(refs) == 3
+    assert len(refs) == 4
     for ref in refs:
         assert (ROOT / "docs" / ref).resolve().is_file(), ref
     for op in doc["operations"].values():

@@ -1,0 +1,319 @@
+"""Audiences as ranges of the per-partition indexes, and the exact rule every user is checked by.
+
+Under fixed thresholds a lifecycle state is a range of `last_active` at the clock, an
+entered-state window is one more range of it (silent users entered at `last_active +
+silent_after`), and RFM recency is a range of it too. So a filter becomes a few
+`last_active` intervals, walked on `la:{channel}` (or `rfm:{class}`, scored by
+`last_active` as well), and every candidate is then checked by `matches`, the
+definition; the intervals only have to contain every match. Counting is exact from
+range counts (`count_terms`) whenever the filter needs no per-user field; otherwise the
+caller walks the candidates.
+
+Walks go in descending (score, member) order with a cursor at the last user examined:
+`last_active` only grows, so a user who becomes active again moves *behind* the cursor
+and is never returned twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms
+from service.core.batch import rfm_class
+from service.core.lifecycle import State, state_at
+from service.core.profile import Profile, Thresholds
+from service.core.records import NO_CHANNEL, UserRecord
+from service.core.segments import RFM_SEGMENTS, SEGMENT_KEYS
+
+NEG_INF = -(2**62)
+POS_INF = 2**62
+Interval = tuple[int, int]  # inclusive [lo, hi] of last_active (or first_seen), epoch ms
+
+
+def entered_at(first_seen: int, last_active: int, state: State, th: Thresholds) -> int:
+    """When the user entered `state`, from the record alone: inactive states at `last_active` +
+    their threshold; `new` at `first_seen`; `retained` when the new window ended (the record
+    keeps no history, so a user recalled into retained is dated from their new window's end)."""
+    if state is State.DEAD:
+        return last_active + th.dead_after
+    if state is State.CHURNED:
+        return last_active + th.churn_after
+    if state is State.SILENT:
+        return last_active + th.silent_after
+    if state is State.NEW:
+        return first_seen
+    return first_seen + th.new_window
+
+
+def segment_of(rec: UserRecord, now: int, profile: Profile) -> str:
+    recent = 1 if now - rec.last_active < profile.rfm.recency else 0
+    return RFM_SEGMENTS[(recent, rfm_class(rec, profile.rfm))]
+
+
+def matches(f: AudienceFilter, rec: UserRecord, now: int, profile: Profile) -> bool:
+    """The definition of membership: what every walked candidate is checked against."""
+    th = profile.thresholds
+    state = state_at(rec.first_seen, rec.last_active, now, th)
+    if f.states and state.value not in f.states:
+        return False
+    if f.channel is not None and rec.channel != f.channel:
+        return False
+    if f.stage is not None and rec.stage < f.stage:
+        return False
+    if f.not_stage is not None and rec.stage >= f.not_stage:
+        return False
+    if f.segment is not None and segment_of(rec, now, profile) != f.segment:
+        return False
+    if f.entered_since is not None or f.entered_before is not None:
+        at = entered_at(rec.first_seen, rec.last_active, state, th)
+        if f.entered_since is not None and at < f.entered_since.resolve(now):
+            return False
+        if f.entered_before is not None and at >= f.entered_before.resolve(now):
+            return False
+    return True
+
+
+AudienceRow = dict[str, Any]
+
+
+def row_maker(
+    f: AudienceFilter, now: int, profile: Profile, stage_names: Sequence[str]
+) -> Callable[[str, list[Any]], AudienceRow | None]:
+    """`matches` and the user's row in one pass over a packed record's fields (`UserRecord.pack`
+    order), with the filter's bounds worked out once: an export's per-user cost. Tested to
+    agree with `matches`, `state_at`, `segment_of` and `entered_at`."""
+    th = profile.thresholds
+    dead_edge, churn_edge, silent_edge = now - th.dead_after, now - th.churn_after, now - th.silent_after
+    new_edge, recency_edge = now - th.new_window, now - profile.rfm.recency
+    frequency, monetary = profile.rfm.frequency, profile.rfm.monetary
+    states = f.states or None
+    channel, reached, not_reached, segment = f.channel, f.stage, f.not_stage, f.segment
+    since = f.entered_since.resolve(now) if f.entered_since is not None else None
+    before = f.entered_before.resolve(now) if f.entered_before is not None else None
+    names = list(stage_names)
+
+    def row(uid: str, fields: list[Any]) -> AudienceRow | None:
+        first_seen = fields[0]
+        last_active = fields[1]
+        if last_active <= dead_edge:
+            state, entered = "dead", last_active + th.dead_after
+        elif last_active <= churn_edge:
+            state, entered = "churned", last_active + th.churn_after
+        elif last_active <= silent_edge:
+            state, entered = "silent", last_active + th.silent_after
+        elif first_seen > new_edge:
+            state, entered = "new", first_seen
+        else:
+            state, entered = "retained", first_seen + th.new_window
+        if states is not None and state not in states:
+            return None
+        ch = fields[3]
+        if channel is not None and ch != channel:
+            return None
+        stage = fields[4]
+        if (reached is not None and stage < reached) or (not_reached is not None and stage >= not_reached):
+            return None
+        fm_class = (2 if fields[5] >= frequency else 0) | (1 if fields[6] >= monetary else 0)
+        seg = RFM_SEGMENTS[(1 if last_active > recency_edge else 0, fm_class)]
+        if segment is not None and seg != segment:
+            return None
+        if (since is not None and entered < since) or (before is not None and entered >= before):
+            return None
+        return {
+            "user_id": uid,
+            "state": state,
+            "channel": None if ch == NO_CHANNEL else ch,
+            "stage": names[stage] if stage >= 0 else None,
+            "segment": seg,
+            "last_active": iso_ms(last_active),
+            "entered_at": iso_ms(entered),
+        }
+
+    return row
+
+
+def state_interval(state: State, now: int, th: Thresholds) -> Interval:
+    """`last_active` of users in `state` at `now` (new and retained share theirs)."""
+    if state is State.DEAD:
+        return (NEG_INF, now - th.dead_after)
+    if state is State.CHURNED:
+        return (now - th.dead_after + 1, now - th.churn_after)
+    if state is State.SILENT:
+        return (now - th.churn_after + 1, now - th.silent_after)
+    return (now - th.silent_after + 1, POS_INF)
+
+
+def _entered_window(f: AudienceFilter, now: int) -> Interval:
+    lo = f.entered_since.resolve(now) if f.entered_since is not None else NEG_INF
+    hi = f.entered_before.resolve(now) - 1 if f.entered_before is not None else POS_INF
+    return lo, hi
+
+
+def _entered_la(state: State, window: Interval, th: Thresholds) -> Interval:
+    """`last_active` that can give an `entered_at` inside `window` (exact for idle states; for
+    new and retained a bound, since `last_active >= first_seen`)."""
+    lo, hi = window
+    shift = {State.DEAD: th.dead_after, State.CHURNED: th.churn_after, State.SILENT: th.silent_after}
+    if state in shift:
+        return (_sub(lo, shift[state]), _sub(hi, shift[state]))
+    return (_sub(lo, th.new_window if state is State.RETAINED else 0), POS_INF)
+
+
+def _sub(x: int, d: int) -> int:
+    return x if x in (NEG_INF, POS_INF) else x - d
+
+
+def _recency(f: AudienceFilter, now: int, profile: Profile) -> Interval:
+    if f.segment is None:
+        return (NEG_INF, POS_INF)
+    recent, _ = SEGMENT_KEYS[f.segment]
+    edge = now - profile.rfm.recency
+    return (edge + 1, POS_INF) if recent else (NEG_INF, edge)
+
+
+def _meet(*intervals: Interval) -> Interval | None:
+    lo = max(i[0] for i in intervals)
+    hi = min(i[1] for i in intervals)
+    return (lo, hi) if lo <= hi else None
+
+
+def _chosen_states(f: AudienceFilter) -> list[State]:
+    return [s for s in State if not f.states or s.value in f.states]
+
+
+def la_intervals(f: AudienceFilter, now: int, profile: Profile) -> list[Interval]:
+    """Disjoint `last_active` intervals, highest first, that hold every user matching `f`."""
+    th = profile.thresholds
+    window = _entered_window(f, now)
+    recency = _recency(f, now, profile)
+    found = []
+    for state in _chosen_states(f):
+        got = _meet(state_interval(state, now, th), _entered_la(state, window, th), recency)
+        if got is not None:
+            found.append(got)
+    found.sort()
+    merged: list[Interval] = []
+    for lo, hi in found:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged[::-1]
+
+
+def walk_index(f: AudienceFilter) -> tuple[str, int]:
+    """Which index to walk: `("la", 0)` (the filter's channel, or every channel) or
+    `("rfm", class)` when a segment of class 1..3 narrows the users more than all channels do."""
+    if f.channel is None and f.segment is not None and SEGMENT_KEYS[f.segment][1] > 0:
+        return ("rfm", SEGMENT_KEYS[f.segment][1])
+    return ("la", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """`sign` × the users of index `index` (`la`/`fs` per channel, or `rfm` class `fm_class`)
+    whose score is in `[lo, hi]`: one ZCOUNT per partition (and channel)."""
+
+    sign: int
+    index: str
+    lo: int
+    hi: int
+    fm_class: int = 0
+
+
+def count_terms(f: AudienceFilter, now: int, profile: Profile) -> list[Term] | None:
+    """Range counts whose signed sum is exactly the audience's size, or None when some filter
+    needs the users' records (funnel stages; a segment with a channel, or with new/retained;
+    retained with an entered window)."""
+    if f.stage is not None or f.not_stage is not None:
+        return None
+    if f.segment is not None and f.channel is not None:
+        return None
+    th = profile.thresholds
+    window = _entered_window(f, now)
+    recency = _recency(f, now, profile)
+    terms: list[Term] = []
+    states = _chosen_states(f)
+    windowed = f.entered_since is not None or f.entered_before is not None
+    both_active = State.NEW in states and State.RETAINED in states and not windowed
+    for state in states:
+        if state is State.NEW and not both_active:
+            if f.segment is not None:
+                return None
+            fs = _meet((now - th.new_window + 1, POS_INF), window)
+            if fs is not None:
+                terms.append(Term(1, "fs", *fs))
+        elif state is State.RETAINED and not both_active:
+            if f.segment is not None or windowed:
+                return None
+            terms.append(Term(1, "la", now - th.silent_after + 1, POS_INF))
+            terms.append(Term(-1, "fs", now - th.new_window + 1, POS_INF))
+        elif state is not State.NEW:  # idle states, or new and retained as one la range
+            la = _meet(state_interval(state, now, th), _entered_la(state, window, th), recency)
+            if la is None:
+                continue
+            if f.segment is None:
+                terms.append(Term(1, "la", *la))
+                continue
+            fm_class = SEGMENT_KEYS[f.segment][1]
+            if fm_class:
+                terms.append(Term(1, "rfm", *la, fm_class=fm_class))
+            else:  # no class index: everyone in the range minus those of classes 1..3
+                terms.append(Term(1, "la", *la))
+                terms += [Term(-1, "rfm", *la, fm_class=c) for c in (1, 2, 3)]
+    return terms
+
+
+def score_arg(x: int, exclusive: bool = False) -> str:
+    """A score bound as Redis reads it."""
+    if x <= NEG_INF:
+        return "-inf"
+    if x >= POS_INF:
+        return "+inf"
+    return f"({x}" if exclusive else str(x)
+
+
+def channel_order(channels: list[str]) -> list[str]:
+    """Walk order of a partition's channels: users seen without a channel (`-`) last, because
+    that is the one move between channels (to the first channel they show): a user moving
+    ahead of the cursor comes from a key not walked yet."""
+    return sorted(channels, key=lambda c: (c == NO_CHANNEL, c))
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The last user examined: partition, index key suffix, its score there, the member."""
+
+    partition: int
+    source: str
+    score: int
+    member: bytes
+
+    def encode(self, fingerprint: str) -> str:
+        doc = [fingerprint, self.partition, self.source, self.score, self.member.decode("latin-1")]
+        return base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, fingerprint: str) -> Cursor:
+        try:
+            fp, partition, source, score, member = orjson.loads(
+                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            )
+            cursor = cls(int(partition), str(source), int(score), str(member).encode("latin-1"))
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+            raise AudienceFilterError("cursor: not a cursor this API returned") from exc
+        if fp != fingerprint:
+            raise AudienceFilterError("cursor: it was made for other filters; start again without it")
+        return cursor
+
+
+def after(score: int, member: bytes, cursor_score: int, cursor_member: bytes) -> bool:
+    """Whether (score, member) comes after the cursor in a descending walk (Redis orders
+    equal scores by member bytes, so REV gives members descending)."""
+    return score < cursor_score or (score == cursor_score and member < cursor_member)
