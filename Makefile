@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev test test-unit test-integration lint bench soak kafka-jars console console-deps screenshots clean
+.PHONY: setup dev test test-unit test-integration lint faults bench soak kafka-jars console console-deps screenshots clean
 
 $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,9 @@ test-integration: setup kafka-jars console-deps
 test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
+
+faults: setup kafka-jars  ## the fault-injection suite at the issue's sizes on Apache Kafka (~7 min): figures in .run/faults-*.json
+	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults
 
 bench: setup kafka-jars  ## the benchmark of issue 10 on Apache Kafka (1M events; ~20 min): table + bench/results.json
 	$(BIN)/python -m bench.ingest --json bench/results.json

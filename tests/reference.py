@@ -237,6 +237,68 @@ def conversions(events: list[dict[str, Any]], profile: Profile) -> Counter[tuple
     return out
 
 
+def transitions_as_delivered(
+    deliveries: list[tuple[dict[str, Any], int]], profile: Profile, until: Callable[[str], int]
+) -> Counter[str]:
+    """Stage changes for events in delivery order, each with the clock its partition had already
+    counted to when it arrived (0 for an event on time): the service's rule for late events.
+
+    Time-driven changes are final once counted: a late event (older than that clock) still
+    moves `first_seen`/`last_active`, but the change it makes is counted at the clock, not at
+    its own time, and nothing already counted is taken back. For events in time order this is
+    `transitions`.
+    """
+    th = profile.thresholds
+    seen: set[str] = set()
+    users: dict[str, list[int]] = {}  # user -> [first_seen, last_active, counted until]
+    out: Counter[str] = Counter()
+
+    def walk(first: int, last: int, start: int, end: int) -> None:
+        points = sorted(
+            p
+            for p in (
+                first + th.new_window,
+                last + th.silent_after,
+                last + th.churn_after,
+                last + th.dead_after,
+            )
+            if start < p <= end
+        )
+        state = state_at(first, last, start, th)
+        for p in points:
+            nxt = state_at(first, last, p, th)
+            if nxt != state:
+                out[f"tr|{state.value}|{nxt.value}"] += 1
+                state = nxt
+
+    for raw, clock in deliveries:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen or ev.type == "channel_cost":
+            continue
+        seen.add(ev.event_id)
+        active = profile.is_activity(ev.type)
+        user = users.get(ev.user_id)
+        if user is None:
+            if active:
+                tau = max(ev.ts, clock)
+                users[ev.user_id] = [ev.ts, ev.ts, tau]
+                out[f"tr|-|{state_at(ev.ts, ev.ts, tau, th).value}"] += 1
+            continue
+        first, last, counted = user
+        tau = max(ev.ts, counted, clock)
+        walk(first, last, counted, tau)
+        before = state_at(first, last, tau, th)
+        first = min(first, ev.ts)
+        last = max(last, ev.ts) if active else last
+        after = state_at(first, last, tau, th)
+        if after != before:
+            out[f"tr|{before.value}|{after.value}"] += 1
+        users[ev.user_id] = [first, last, tau]
+    for uid, (first, last, counted) in users.items():
+        walk(first, last, counted, until(uid))
+    return out
+
+
 def audience(
     users: dict[str, RefUser], now: int, profile: Profile, filters: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Size of the fault-injection runs: `LIFECYCLE_FAULTS=short` (default, CI) or `full` (the issue's sizes)."""
+"""How big the fault-injection runs are: `LIFECYCLE_FAULTS=short` (the default, what CI
+runs inside `make test`) or `full` (the issue's sizes, `make faults`)."""
 
 from __future__ import annotations
 
@@ -6,5 +7,7 @@ import os
 
 
 def full() -> bool:
-    """Whether to run the issue's full sizes rather than CI's short form."""
-    return os.environ.get("LIFECYCLE_FAULTS", "short") == "full"
+    mode = os.environ.get("LIFECYCLE_FAULTS", "short")
+    if mode not in ("short", "full"):
+        raise ValueError(f"LIFECYCLE_FAULTS={mode!r}; expected 'short' or 'full'")
+    return mode == "full"
