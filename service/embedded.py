@@ -518,7 +518,9 @@ class KafkaBroker(_Process):
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
-            "auto.create.topics.enable": "true",
+            # As in production: topics are created by `ensure_topics`, with their partitions;
+            # a client asking for a deleted topic's metadata must not recreate it with one.
+            "auto.create.topics.enable": "false",
             # A single node cannot hold the default three replicas of internal topics.
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",

@@ -74,6 +74,12 @@ class Sink(Protocol):
 OUTBOX_HEADER = "x-outbox-id"
 
 
+class RepositionRequired(RuntimeError):
+    """A partition was re-based outside a rebalance: the consumer's position numbers the old
+    log, so events of the new one may already be behind it. The worker exits; the next
+    assignment starts the partition from Redis's position (`PartitionProcessor.assigned`)."""
+
+
 @dataclass(slots=True)
 class BatchStats:
     applied: int = 0
@@ -81,7 +87,7 @@ class BatchStats:
     rejected: int = 0
     misrouted: int = 0
     replayed: int = 0
-    fenced: bool = False
+    fenced: bool = False  # the batch was dropped: another owner has the partition
 
 
 class PartitionProcessor:
@@ -198,7 +204,12 @@ class PartitionProcessor:
 
     async def _process_once(self, partition: int, messages: Sequence[Message]) -> BatchStats:
         settings = self.settings
-        gen = await self._owner_generation(partition)
+        if partition not in self.owned and not self.is_assigned(partition):
+            # Revoked while this batch was in hand. Safe to drop: every assignment starts
+            # the partition at the offset after Redis's applied one (`assigned`).
+            log.info("partition %d: no longer assigned, dropping a batch in hand", partition)
+            return BatchStats(fenced=True)
+        gen = await self._owner_generation(partition, messages[0][0] if messages else None)
         max_ts = (
             int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
         )
@@ -326,17 +337,55 @@ class PartitionProcessor:
             return int(self.wall_clock() * 1000)
         return watermark
 
-    async def _owner_generation(self, partition: int) -> str:
-        """Our generation for the partition, claiming it first (callers hold its lock)."""
+    async def assigned(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Claim newly assigned partitions and say where their consumer must start.
+
+        Called on every assignment, before any message flows. Redis, not the broker's
+        committed offsets, decides where each partition starts: right after the offset it
+        recorded as applied, or at the start of a new log after a re-base. The broker's
+        committed offsets can be ahead of Redis (a batch acknowledged but not applied, or
+        offsets of an older log committed to a broker that lost its log), and trusting
+        them would skip events.
+        """
+        for partition in partitions:
+            self.release(partition)  # a fresh claim, and a fresh look at the topic id (one lookup)
+        starts: dict[int, int] = {}
+        for partition in partitions:
+            async with self._locks[partition]:
+                self.owned.pop(partition, None)  # a batch in hand may have claimed meanwhile
+                gen, _ = await self._claim(partition)
+                meta = await self.store.meta(partition)
+                if meta.gen != gen:
+                    raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")
+                self.owned[partition] = gen
+                starts[partition] = meta.applied_offset + 1
+        return starts
+
+    async def _owner_generation(self, partition: int, first_offset: int | None = None) -> str:
+        """Our generation for the partition, claiming it first (callers hold its lock).
+
+        A claim outside `assigned` (after a fence, or offsets that went back) that finds
+        a new log is safe only if the batch in hand starts that log (`first_offset` 0):
+        otherwise the consumer may already be past some of its events.
+        """
         gen = self.owned.get(partition)
         if gen is None:
-            gen = await self.store.claim(partition)
-            if self.log_id is not None:
-                await self._check_log(partition, gen)
+            gen, rebased = await self._claim(partition)
+            if rebased and first_offset != 0:
+                raise RepositionRequired(
+                    f"partition {partition} was re-based outside a rebalance while its consumer is at "
+                    f"offset {first_offset}; exiting so the restart starts it from the new log's start"
+                )
             self.owned[partition] = gen
         return gen
 
-    async def _check_log(self, partition: int, gen: str) -> None:
+    async def _claim(self, partition: int) -> tuple[str, bool]:
+        """Claim the partition (fencing older owners); True if its log was re-based."""
+        gen = await self.store.claim(partition)
+        rebased = await self._check_log(partition, gen) if self.log_id is not None else False
+        return gen, rebased
+
+    async def _check_log(self, partition: int, gen: str) -> bool:
         """Make sure the stored applied offset numbers the events topic as it is now.
 
         If the topic id differs from the one recorded with the offset, the topic is a new
@@ -349,12 +398,12 @@ class PartitionProcessor:
         assert self.log_id is not None
         current = await self.log_id()
         if current is None:
-            return
+            return False
         meta = await self.store.meta(partition)
         if meta.gen != gen:
             raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")
         if meta.log == current:
-            return
+            return False
         rebase = bool(meta.log) and meta.applied_offset >= 0
         if rebase:
             log.warning(
@@ -369,6 +418,7 @@ class PartitionProcessor:
         await self.store.set_log(partition, meta, current, rebase=rebase)
         if rebase and self.metrics:
             self.metrics.log_rebased.inc()
+        return rebase
 
     async def sweep(self, partition: int) -> int:
         """Count the time-driven transitions of an assigned partition since its last sweep."""

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, ge=3, le=300, description="seconds before a silent worker loses its partitions"
     )
+    metadata_max_age: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="seconds between the worker's metadata refreshes: how soon a recreated topic is seen",
+    )
     dedup_window: str = Field(
         "1h", description="how long after its first arrival a duplicate event id is still recognised"
     )

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.transport.consumer import Consumer
 from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,7 +24,8 @@ from redis.exceptions import RedisError
 
 from service.kafka_clients import aiokafka_options, faust_credentials, kafka_python_options
 from service.metrics import WorkerMetrics
-from service.processor import Message, Outgoing, PartitionProcessor
+from service.outage import backoff_delay
+from service.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
 from service.redis_client import redis_client
 from service.settings import Settings
 from service.store import AnyRedis, RedisStore, StoreError
@@ -50,6 +52,14 @@ class FaustSink:
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
         return await last_header_values(self.bootstrap, topic, partition, header, **self.options)
+
+
+def _exit(reason: str, code: int) -> None:
+    """Crash-only exit: no cleanup that could commit or ack anything on the way out."""
+    if reason:
+        log.critical("%s", reason)
+    logging.shutdown()
+    os._exit(code)
 
 
 def _free_port() -> int:
@@ -81,6 +91,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_rebalance_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age * 1000),
         logging_config=None,
         datadir=settings.worker_data_dir,
     )
@@ -94,8 +105,12 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
     store = RedisStore(redis, settings.key_prefix, settings.dedup_window_s)
     metrics = WorkerMetrics(max_channels=settings.metrics_max_channels)
 
+    # Partitions positioned by `start_from_redis` since their last revocation. Not the
+    # consumer's assignment: during a rebalance that still lists partitions already revoked.
+    positioned: set[int] = set()
+
     def is_assigned(partition: int) -> bool:
-        return TP(settings.events_topic, partition) in app.consumer.assignment()
+        return partition in positioned
 
     processor = PartitionProcessor(
         store,
@@ -129,37 +144,80 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
                         highwater = None
                     if highwater is not None:
                         metrics.consumer_lag.labels(str(partition)).set(highwater - messages[-1][0] - 1)
+            except RepositionRequired as exc:
+                _exit(f"{exc}", 75)
             except BaseException:
                 # take_events acks the batch on the way out, even on error: die before it
                 # can, so nothing unapplied is ever committed (crash-only, like kill -9).
                 log.critical("unexpected error applying a batch; exiting", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
+                _exit("", 70)
 
     @app.timer(interval=settings.sweep_interval)
     async def sweep_owned() -> None:
         outage = processor.outage
         if not outage.retry_due():  # Redis is down: sweeps try no more often than batches do
             return
-        for tp in list(app.consumer.assignment()):
-            if tp.topic != settings.events_topic:
-                continue
+        for partition in sorted(positioned):
             try:
-                await processor.sweep(tp.partition)
-                while await processor.relay(tp.partition) >= settings.relay_batch:
+                await processor.sweep(partition)
+                while await processor.relay(partition) >= settings.relay_batch:
                     pass
                 outage.recovered()
+            except RepositionRequired as exc:
+                _exit(f"{exc}", 75)
             except (RedisError, OSError) as exc:  # Redis away: one warning per outage, see service.outage
                 outage.failed(exc)
                 return
             except (KafkaError, BrokerUnavailable, StoreError) as exc:  # the next tick tries again
-                log.warning("sweep or relay of partition %d skipped: %s", tp.partition, exc)
+                log.warning("sweep or relay of partition %d skipped: %s", partition, exc)
+                return
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def start_from_redis(sender: Any, **kwargs: Any) -> None:
+        """Start every assigned partition where Redis says, before Faust resumes the flow.
+
+        Faust seeks to the broker's committed offsets right after this signal, so the
+        positions are committed first, and sought too (an offset of 0 is not sought to by
+        aiokafka's seek-to-committed). Retries while Redis or the broker is away (the flow
+        stays paused, `/readyz` says so), and gives up when a newer rebalance starts: its
+        own signal does the work. Faust's public consumer API has no commit of chosen
+        offsets, hence `_commit`, the driver method its own commits go through.
+        """
+        generation = app.consumer_generation_id
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == settings.events_topic]
+        attempts = 0
+        while True:
+            try:
+                starts = await processor.assigned([tp.partition for tp in tps])
+                offsets = {TP(settings.events_topic, p): offset for p, offset in starts.items()}
+                if offsets and not await cast(Consumer, app.consumer)._commit(offsets):
+                    raise KafkaError("committing the start offsets failed (a rebalance began)")
+                for tp, offset in offsets.items():
+                    await app.consumer.seek(tp, offset)
+                positioned.update(starts)
+                processor.outage.recovered()
+                log.info("assigned partitions start at %s", {tp.partition: o for tp, o in offsets.items()})
+                return
+            except (RedisError, OSError) as exc:
+                delay = processor.outage.failed(exc)
+            except (KafkaError, BrokerUnavailable, StoreError) as exc:
+                delay = backoff_delay(attempts)
+                log.warning("positioning the assigned partitions failed (%s); retrying in %.1fs", exc, delay)
+            except Exception:  # not CancelledError: a stopping worker cancels this
+                log.critical("unexpected error positioning the assigned partitions; exiting", exc_info=True)
+                _exit("", 70)
+            attempts += 1
+            if app.consumer_generation_id != generation:
+                return
+            await asyncio.sleep(delay)
+            if app.consumer_generation_id != generation:
                 return
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         for tp in revoked:
             if tp.topic == settings.events_topic:
+                positioned.discard(tp.partition)
                 processor.release(tp.partition)
 
     @app.page("/readyz")

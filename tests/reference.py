@@ -15,7 +15,7 @@ from typing import Any
 from service.core.events import validate_event
 from service.core.lifecycle import state_at
 from service.core.partitioning import partition_for
-from service.core.profile import Profile
+from service.core.profile import Profile, Thresholds
 
 
 @dataclass
@@ -83,6 +83,22 @@ def funnel_users(users: dict[str, RefUser], profile: Profile, channel: str | Non
     return out
 
 
+def _walk(out: Counter[str], th: Thresholds, first: int, last: int, start: int, end: int) -> None:
+    """Count the stage changes of a user with these first and last activities in (start, end]:
+    the stage can only change where a threshold is crossed, so it is evaluated there only."""
+    points = sorted(
+        p
+        for p in (first + th.new_window, last + th.silent_after, last + th.churn_after, last + th.dead_after)
+        if start < p <= end
+    )
+    state = state_at(first, last, start, th)
+    for p in points:
+        nxt = state_at(first, last, p, th)
+        if nxt != state:
+            out[f"tr|{state.value}|{nxt.value}"] += 1
+            state = nxt
+
+
 def transitions(
     events: list[dict[str, Any]], profile: Profile, until: int | Callable[[str], int]
 ) -> Counter[str]:
@@ -107,22 +123,7 @@ def transitions(
     out: Counter[str] = Counter()
 
     def walk(first: int, last: int, start: int, end: int) -> None:
-        points = sorted(
-            p
-            for p in (
-                first + th.new_window,
-                last + th.silent_after,
-                last + th.churn_after,
-                last + th.dead_after,
-            )
-            if start < p <= end
-        )
-        state = state_at(first, last, start, th)
-        for p in points:
-            nxt = state_at(first, last, p, th)
-            if nxt != state:
-                out[f"tr|{state.value}|{nxt.value}"] += 1
-                state = nxt
+        _walk(out, th, first, last, start, end)
 
     for uid, evs in per_user.items():
         evs.sort(key=lambda e: e.ts)
@@ -254,22 +255,7 @@ def transitions_as_delivered(
     out: Counter[str] = Counter()
 
     def walk(first: int, last: int, start: int, end: int) -> None:
-        points = sorted(
-            p
-            for p in (
-                first + th.new_window,
-                last + th.silent_after,
-                last + th.churn_after,
-                last + th.dead_after,
-            )
-            if start < p <= end
-        )
-        state = state_at(first, last, start, th)
-        for p in points:
-            nxt = state_at(first, last, p, th)
-            if nxt != state:
-                out[f"tr|{state.value}|{nxt.value}"] += 1
-                state = nxt
+        _walk(out, th, first, last, start, end)
 
     for raw, clock in deliveries:
         ev = validate_event(raw)

@@ -13,6 +13,11 @@
   source system must do after losing a memory-only broker, send everything again, and
   de-duplication applies each event exactly once.
 
+The same re-base is tested on Apache Kafka by deleting and creating the topic under
+the running worker. Whichever way the new log comes, the worker starts each assigned
+partition where Redis says (`PartitionProcessor.assigned`), not where the broker's
+committed offsets say: those can number the old log.
+
 Both leave the broker running for the tests after them (same port).
 """
 
@@ -31,7 +36,7 @@ from service.api import create_api
 from service.cli import ensure_topics
 from service.core import counters as ctr
 from service.core.partitioning import partition_for
-from service.processor import Outgoing, PartitionProcessor
+from service.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
 from service.redis_client import redis_client
 from service.store import RedisStore
 from service.topic_identity import TopicIdentity
@@ -55,8 +60,11 @@ USERS = 2000 if full() else 300
 
 @pytest.fixture
 def stack(broker: Any, redis_url: str, tmp_path: Path) -> Stack:
-    # one message per batch (and one event per message, below): slow enough to restart mid-way
-    return make_stack(broker, redis_url, tmp_path, LIFECYCLE_BATCH_MESSAGES="1")
+    # One message per batch (and one event per message, below): slow enough to restart mid-way.
+    # Metadata every 2 s: a recreated topic is seen that soon (30 s by default).
+    return make_stack(
+        broker, redis_url, tmp_path, LIFECYCLE_BATCH_MESSAGES="1", LIFECYCLE_METADATA_MAX_AGE="2"
+    )
 
 
 @pytest.fixture
@@ -112,28 +120,23 @@ async def test_kafka_restart_mid_stream_loses_and_doubles_nothing(
         broker.process.start()  # a no-op when it runs
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known race, not fixed: once in two clean CI runs the re-sent events were never applied after "
-        "the re-base (suspected: Faust's in-memory offsets of the old log committed to the restarted "
-        "memory-only broker and sought to after the next rebalance); the Apache Kafka restart is exact"
-    ),
-)
-async def test_tansu_restart_rebases_and_a_resent_source_is_applied_once(
+async def test_a_new_log_under_a_running_worker_is_rebased_and_a_resent_source_applied_once(
     broker: Any, stack: Stack, api: httpx.AsyncClient
 ) -> None:
-    if broker.kind != "tansu":
-        pytest.skip("the re-basing path is for memory-only brokers; Kafka keeps its log (see the Kafka test)")
+    """Tansu restarted, or on Apache Kafka the topic deleted and created again: either way
+    the events topic becomes a new log under a worker that keeps running."""
     events = history(USERS)
     half = len(events) // 2
     stack.publish(events[:half])
     worker = stack.worker()
     try:
         stack.wait_applied(worker)
-        stack.publish(events[half : half + half // 4])  # in the broker only, maybe applied: lost with it
-        broker.process.restart()
-        ensure_topics(stack.settings)  # what the deployment's topic provisioning does
+        stack.publish(events[half : half + half // 4])  # in the old log only, maybe applied: lost with it
+        if broker.kind == "tansu":
+            broker.process.restart()  # memory-only: it comes back empty
+            ensure_topics(stack.settings)  # what the deployment's topic provisioning does
+        else:
+            recreate_events_topic(stack)
         stack.published.clear()  # offsets number the new log
         stack.publish(events)  # the source sends everything again
         stack.wait_applied(worker)
@@ -169,39 +172,103 @@ def recreate_events_topic(stack: Stack) -> None:
     ensure_topics(s)
 
 
+def new_processor(stack: Stack, redis: Any, assigned: bool = True) -> PartitionProcessor:
+    """The worker's processor with the broker's own topic id (`assigned`: Kafka's word)."""
+    s = stack.settings
+    return PartitionProcessor(
+        RedisStore(redis, s.key_prefix, s.dedup_window_s),
+        NoSink(),
+        s,
+        s.loaded_profile,
+        is_assigned=lambda partition: assigned,
+        log_id=TopicIdentity(s.bootstrap_servers, s.events_topic),
+    )
+
+
+def partition_0_messages(stack: Stack, prefix: str, at: int, first: int = 0) -> list[Message]:
+    """Ten visits of ten users of partition 0, at offsets `first`, `first + 1`, ..."""
+    users = [u for u in (f"user-{i}" for i in range(400)) if partition_for(u, stack.partitions) == 0][:10]
+    return [
+        (first + i, uid.encode(), orjson.dumps(visit(f"{prefix}{i}", uid, at + i)))
+        for i, uid in enumerate(users)
+    ]
+
+
 async def test_a_recreated_topic_is_caught_when_offsets_go_back_without_a_rebalance(stack: Stack) -> None:
     """The path with no rebalance: the consumer, still assigned, is reset to the new log's start.
 
     Messages are handed to the worker's processor as its consumer would; the topic id is
     the broker's own, before and after the topic is deleted and created again.
     """
-    s = stack.settings
-    redis = redis_client(s)
-    processor = PartitionProcessor(
-        RedisStore(redis, s.key_prefix, s.dedup_window_s),
-        NoSink(),
-        s,
-        s.loaded_profile,
-        log_id=TopicIdentity(s.bootstrap_servers, s.events_topic),
-    )
-    users = [u for u in (f"user-{i}" for i in range(400)) if partition_for(u, s.partitions) == 0][:10]
-
-    def messages(prefix: str, at: int) -> list[tuple[int, bytes | None, bytes | None]]:
-        return [
-            (i, uid.encode(), orjson.dumps(visit(f"{prefix}{i}", uid, at + i))) for i, uid in enumerate(users)
-        ]
-
+    redis = redis_client(stack.settings)
+    processor = new_processor(stack, redis)
     try:
-        assert (await processor.process(0, messages("a", T0))).applied == len(users)
-        replay = await processor.process(0, messages("a", T0)[:5])  # offsets back, same log: a replay
+        assert (await processor.process(0, partition_0_messages(stack, "a", T0))).applied == 10
+        replay = await processor.process(0, partition_0_messages(stack, "a", T0)[:5])  # same log: a replay
         assert (replay.applied, replay.replayed) == (0, 5)
         assert not (await read_counters(stack)).get(ctr.LOG_REBASED)
 
         recreate_events_topic(stack)
-        fresh = await processor.process(0, messages("b", T0 + 1000)[:5])  # offsets 0..4 of the new log
+        fresh = await processor.process(0, partition_0_messages(stack, "b", T0 + 1000)[:5])  # offsets 0..4
         assert (fresh.applied, fresh.replayed) == (5, 0)
         counters = await read_counters(stack)
         assert counters[ctr.LOG_REBASED] == 1
-        assert counters[ctr.APPLIED] == len(users) + 5
+        assert counters[ctr.APPLIED] == 10 + 5
+    finally:
+        await redis.aclose()
+
+
+async def test_an_assignment_starts_where_redis_says_and_a_new_log_at_its_start(stack: Stack) -> None:
+    """`assigned` is what the worker seeks to on every assignment, whatever the broker committed."""
+    redis = redis_client(stack.settings)
+    processor = new_processor(stack, redis)
+    try:
+        assert await processor.assigned([0, 1]) == {0: 0, 1: 0}  # nothing applied yet
+        await processor.process(0, partition_0_messages(stack, "a", T0))  # offsets 0..9
+        assert await processor.assigned([0, 1]) == {0: 10, 1: 0}
+        recreate_events_topic(stack)
+        assert await processor.assigned([0, 1]) == {0: 0, 1: 0}  # re-based: the new log from its start
+        assert (await read_counters(stack))[ctr.LOG_REBASED] == 1
+        fresh = await processor.process(0, partition_0_messages(stack, "b", T0 + 1000))
+        assert (fresh.applied, fresh.replayed) == (10, 0)
+        assert await processor.assigned([0]) == {0: 10}
+    finally:
+        await redis.aclose()
+
+
+async def test_a_new_log_found_past_its_start_outside_a_rebalance_stops_the_worker(stack: Stack) -> None:
+    """A claim after a fence finds a new log while the consumer is at offset 5 of it: offsets
+    0..4 may be behind it. The worker must exit (nothing applied), and the re-base it
+    recorded makes the restart's assignment start the partition at 0."""
+    redis = redis_client(stack.settings)
+    processor = new_processor(stack, redis)
+    try:
+        await processor.process(0, partition_0_messages(stack, "a", T0))
+        recreate_events_topic(stack)
+        processor.release(0)  # what a fence does
+        with pytest.raises(RepositionRequired, match="partition 0 was re-based outside a rebalance"):
+            await processor.process(0, partition_0_messages(stack, "b", T0 + 1000, first=5))
+        assert (await read_counters(stack))[ctr.APPLIED] == 10  # nothing of the batch applied
+        restarted = new_processor(stack, redis)
+        assert await restarted.assigned([0]) == {0: 0}
+        assert (await read_counters(stack))[ctr.LOG_REBASED] == 1
+    finally:
+        await redis.aclose()
+
+
+async def test_a_batch_in_hand_of_a_revoked_partition_is_dropped_unclaimed(stack: Stack) -> None:
+    """Revoked mid-batch: dropping it is safe because the next owner starts where Redis says,
+    and claiming would fence that owner."""
+    s = stack.settings
+    redis = redis_client(s)
+    try:
+        owner = new_processor(stack, redis)
+        await owner.process(0, partition_0_messages(stack, "a", T0))
+        gen = (await RedisStore(redis, s.key_prefix, s.dedup_window_s).meta(0)).gen
+        revoked = new_processor(stack, redis, assigned=False)
+        stats = await revoked.process(0, partition_0_messages(stack, "b", T0 + 1000, first=10))
+        assert stats.fenced and stats.applied == 0
+        meta = await RedisStore(redis, s.key_prefix, s.dedup_window_s).meta(0)
+        assert (meta.gen, meta.applied_offset) == (gen, 9)  # not claimed, nothing applied
     finally:
         await redis.aclose()
