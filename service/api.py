@@ -35,7 +35,7 @@ from service.ops import EndOffsets, Ops
 from service.population import PopulationCollector
 from service.problems import Problem, ValidationProblem
 from service.queries import Queries
-from service.redis_client import redis_client
+from service.redis_client import discover, redis_client
 from service.settings import Settings
 from service.store import AnyRedis
 
@@ -295,6 +295,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await discover(client)
         recorder = asyncio.create_task(history.run())
         yield
         recorder.cancel()

@@ -18,7 +18,7 @@ from service.audience_export import PublishFailed, export, open_output, publish
 from service.audiences import AudienceReader
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, parse_filter
 from service.queries import Queries
-from service.redis_client import redis_client
+from service.redis_client import discover, redis_client
 from service.settings import Settings
 from service.topics import create_topics
 
@@ -60,6 +60,7 @@ def run_audience(args: argparse.Namespace, settings: Settings) -> None:
         queries = Queries(client, settings.key_prefix, settings.partitions, profile, settings.clock)
         reader = AudienceReader(queries)
         try:
+            await discover(client)
             total = await reader.indexed_count(f)
             with tqdm(total=total, desc=name, unit="user", unit_scale=True, disable=None) as bar:
                 if args.action == "export":

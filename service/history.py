@@ -44,6 +44,11 @@ class History:
                 await self.record()
             except (RedisError, OSError) as exc:
                 log.warning("lifecycle history not recorded: %s", exc)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py (8.1.0) can swallow a cancellation that lands mid-command; the
+                # task still says it is being cancelled: stop rather than hold a shutdown.
+                raise asyncio.CancelledError
             await asyncio.sleep(self.interval_s)
 
     async def read(self, days: int) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from service.keys import PartitionKeys
 from service.metrics import OTHER_CHANNELS
 from service.publisher import EventPublisher
 from service.queries import Queries
-from service.redis_client import redis_client
+from service.redis_client import discover, redis_client
 from tests import reference as ref
 from tests.faults.hostile import MARKER, Mix, bad_event_doc, dumps_lenient, good_event, mix
 from tests.faults.scale import full
@@ -177,12 +177,9 @@ async def _check_users(stack: Stack, api: httpx.AsyncClient, events: list[dict[s
     queries = Queries(client, s.key_prefix, s.partitions, s.loaded_profile, s.clock)
     try:
         uids = sorted(users)
-        # One at a time on a cluster: 50 concurrent reads through redis-py's asyncio
-        # RedisCluster once failed inside the client ('NoneType' object has no attribute
-        # 'writelines' while connecting), a client race outside what this test is about.
-        step = 1 if s.redis_cluster else 50
-        for start in range(0, len(uids), step):
-            chunk = uids[start : start + step]
+        await discover(client)  # as the API does: see `service.redis_client.discover`
+        for start in range(0, len(uids), 50):
+            chunk = uids[start : start + 50]
             found = await asyncio.gather(*(queries.user(uid) for uid in chunk))
             for uid, got in zip(chunk, found, strict=True):
                 want = users[uid]
