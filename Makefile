@@ -43,11 +43,11 @@ test-unit: setup
 
 test-integration: setup kafka-jars console-deps
 	$(BIN)/pytest -q tests/integration tests/e2e
-	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
+	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration tests/faults/test_broker_restart.py
 
 test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
 	$(BIN)/pytest -q tests
-	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
+	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration tests/faults/test_broker_restart.py
 
 faults: setup kafka-jars  ## the fault-injection suite at the issue's sizes on Apache Kafka (~7 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults
