@@ -117,12 +117,14 @@ class PartitionProcessor:
         self.owned: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._relay_synced: set[int] = set()
+        self._new_log: set[int] = set()  # re-based on assignment; no batch from offset 0 yet
         self._recall_offsets = recall_offsets(profile)
 
     def release(self, partition: int) -> None:
         """Forget ownership (partition revoked); the next batch claims it anew."""
         self.owned.pop(partition, None)
         self._relay_synced.discard(partition)
+        self._new_log.discard(partition)
         self._last_offset.pop(partition, None)
         if self.log_id is not None:
             self.log_id.forget()
@@ -209,6 +211,13 @@ class PartitionProcessor:
             # the partition at the offset after Redis's applied one (`assigned`).
             log.info("partition %d: no longer assigned, dropping a batch in hand", partition)
             return BatchStats(fenced=True)
+        if partition in self._new_log and messages:
+            if messages[0][0] > 0:
+                # Still from the old log (a memory-only broker keeps the group generation
+                # across its restart, so Faust cannot tell): the new one is read from 0.
+                log.info("partition %d: dropping a batch of the old log after its re-base", partition)
+                return BatchStats(fenced=True)
+            self._new_log.discard(partition)
         gen = await self._owner_generation(partition, messages[0][0] if messages else None)
         max_ts = (
             int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
@@ -353,7 +362,9 @@ class PartitionProcessor:
         for partition in partitions:
             async with self._locks[partition]:
                 self.owned.pop(partition, None)  # a batch in hand may have claimed meanwhile
-                gen, _ = await self._claim(partition)
+                gen, rebased = await self._claim(partition)
+                if rebased:
+                    self._new_log.add(partition)
                 meta = await self.store.meta(partition)
                 if meta.gen != gen:
                     raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")

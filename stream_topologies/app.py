@@ -132,8 +132,13 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
             settings.batch_messages, within=settings.batch_wait
         ):
             by_partition: dict[int, list[Message]] = defaultdict(list)
+            generation = app.consumer_generation_id
             for event in batch:
                 msg = event.message
+                if msg.generation_id != generation:
+                    # Taken before the last rebalance: its partition has been re-read from
+                    # Redis's position since, and applying it could skip what lies between.
+                    continue
                 by_partition[msg.partition].append((msg.offset, msg.key, msg.value))
             try:
                 for partition, messages in by_partition.items():

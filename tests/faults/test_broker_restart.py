@@ -229,6 +229,8 @@ async def test_an_assignment_starts_where_redis_says_and_a_new_log_at_its_start(
         recreate_events_topic(stack)
         assert await processor.assigned([0, 1]) == {0: 0, 1: 0}  # re-based: the new log from its start
         assert (await read_counters(stack))[ctr.LOG_REBASED] == 1
+        stale = await processor.process(0, partition_0_messages(stack, "a", T0, first=5))  # the old log's
+        assert stale.fenced and stale.applied == 0
         fresh = await processor.process(0, partition_0_messages(stack, "b", T0 + 1000))
         assert (fresh.applied, fresh.replayed) == (10, 0)
         assert await processor.assigned([0]) == {0: 10}

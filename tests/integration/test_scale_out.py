@@ -18,12 +18,13 @@ import pytest
 import redis
 
 from service.api import create_api
+from service.core import counters as ctr
 from service.embedded import RedisClusterNodes
 from service.keys import all_partitions
 from service.queries import Queries
 from service.redis_client import discover, redis_client
 from service.settings import Settings
-from tests.processes import ServiceProcess, sync_redis
+from tests.processes import ServiceProcess, applied_offsets, sync_redis
 from tests.stack import (
     Stack,
     assert_matches_reference,
@@ -183,3 +184,39 @@ async def test_a_discovered_cluster_client_answers_a_burst_of_first_reads(cluste
         finally:
             await client.aclose()
     assert not failures, failures[:3]
+
+
+async def test_a_second_worker_joining_mid_backlog_loses_nothing(
+    broker: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """A backlog in large batches, and a second worker joins while the first applies it.
+
+    Batches the first worker's stream had already taken when the rebalance began come out
+    after it, under the new assignment: applying them would skip whatever lay between the
+    partition's start (Redis's applied offset) and their first offset. They belong to the
+    earlier generation and are re-read from Redis's position instead.
+    """
+    stack = make_stack(broker, redis_url, tmp_path, partitions=8)
+    events = history(users=6000)
+    stack.publish(events, single=True)  # slow to apply: the backlog is still there when the second joins
+    first = stack.worker()
+    second: ServiceProcess | None = None
+    try:
+        await _wait(lambda: _applied_messages(stack) > 0, "the first worker's first commit")
+        second = ServiceProcess("worker", stack.env, stack.workdir / "worker2.log").start()
+        stack.wait_applied(first, timeout=180)
+        counters = await read_counters(stack)
+        distinct = len({e["event_id"] for e in events})
+        assert counters[ctr.APPLIED] + counters.get(ctr.UNKNOWN_USER, 0) == distinct
+        app = create_api(stack.settings)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
+            await assert_matches_reference(api, events, stack.settings.loaded_profile)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def _applied_messages(stack: Stack) -> int:
+    offsets = applied_offsets(stack.settings.redis_url, stack.settings.key_prefix, stack.partitions)
+    return sum(o + 1 for o in offsets.values())
