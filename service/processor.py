@@ -87,7 +87,7 @@ class BatchStats:
     rejected: int = 0
     misrouted: int = 0
     replayed: int = 0
-    fenced: bool = False  # the batch was dropped: another owner has the partition
+    fenced: bool = False  # dropped unapplied: another owner has it, or it is re-read from Redis's position
 
 
 class PartitionProcessor:

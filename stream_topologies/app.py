@@ -150,7 +150,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
                     if highwater is not None:
                         metrics.consumer_lag.labels(str(partition)).set(highwater - messages[-1][0] - 1)
             except RepositionRequired as exc:
-                _exit(f"{exc}", 75)
+                _exit(str(exc), 75)
             except BaseException:
                 # take_events acks the batch on the way out, even on error: die before it
                 # can, so nothing unapplied is ever committed (crash-only, like kill -9).
@@ -169,7 +169,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
                     pass
                 outage.recovered()
             except RepositionRequired as exc:
-                _exit(f"{exc}", 75)
+                _exit(str(exc), 75)
             except (RedisError, OSError) as exc:  # Redis away: one warning per outage, see service.outage
                 outage.failed(exc)
                 return
