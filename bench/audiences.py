@@ -28,14 +28,14 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.whatif import fill
-from service.api import create_api
-from service.audience_export import export
-from service.audiences import AudienceReader
+from service.api.app import create_api
+from service.cli.audience_export import export
 from service.core.audience_filters import AudienceFilter
 from service.core.audiences import count_terms
-from service.embedded import RedisServer
-from service.queries import Queries
+from service.dev.embedded import RedisServer
 from service.settings import Settings
+from service.storage.audiences import AudienceReader
+from service.storage.queries import Queries
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

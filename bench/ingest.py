@@ -43,14 +43,14 @@ from tqdm import tqdm
 
 from bench.latency import measure_latency
 from bench.population import memory_and_sweep
-from service.bridge import Bridge
 from service.core.profile import load_profile
-from service.embedded import KafkaBroker, RedisServer, TansuBroker, free_port
-from service.generator import generate
-from service.keys import all_partitions
-from service.publisher import EventPublisher
+from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker, free_port
+from service.dev.generator import generate
+from service.kafka.bridge import Bridge
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.topics import create_topics
+from service.storage.keys import all_partitions
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ import httpx
 from redis.asyncio import Redis
 
 from service.core.partitioning import partition_for
-from service.keys import PartitionKeys
-from service.publisher import EventPublisher
+from service.kafka.publisher import EventPublisher
+from service.storage.keys import PartitionKeys
 
 TICK_S = 0.05
 

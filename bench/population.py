@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 
 from bench.whatif import NOW, fill
 from service.core.durations import DAY_MS
-from service.embedded import RedisServer
-from service.processor import Outgoing, PartitionProcessor
+from service.dev.embedded import RedisServer
 from service.settings import Settings
-from service.store import RedisStore
+from service.storage.store import RedisStore
+from service.worker.processor import Outgoing, PartitionProcessor
 
 
 class _NoSink:

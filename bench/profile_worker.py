@@ -26,10 +26,10 @@ import redis
 
 from bench.ingest import START_MS, _applied, _env
 from service.core.profile import load_profile
-from service.embedded import KafkaBroker, RedisServer
-from service.generator import generate
-from service.publisher import EventPublisher
-from service.topics import create_topics
+from service.dev.embedded import KafkaBroker, RedisServer
+from service.dev.generator import generate
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import create_topics
 
 
 def _label(frame: str) -> str:

@@ -35,11 +35,11 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from service.core.profile import load_profile
-from service.embedded import KafkaBroker, RedisServer, TansuBroker
-from service.generator import generate
-from service.keys import all_partitions
-from service.publisher import EventPublisher
-from service.topics import create_topics
+from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker
+from service.dev.generator import generate
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import create_topics
+from service.storage.keys import all_partitions
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK_S = 0.05

@@ -22,14 +22,14 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.batch import apply_events
 from service.core.durations import DAY_MS
 from service.core.events import Event
 from service.core.partitioning import partition_for
-from service.embedded import RedisServer
+from service.dev.embedded import RedisServer
 from service.settings import Settings
-from service.store import RedisStore
+from service.storage.store import RedisStore
 
 NOW = 1_790_000_000_000
 CHANNELS = ("organic", "search", "social", "referral", "ads")

@@ -6,7 +6,7 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "/console/",
   build: {
-    outDir: "../service/console_static",
+    outDir: "../service/api/console_static",
     emptyOutDir: true,
     assetsDir: "assets",
     sourcemap: false,

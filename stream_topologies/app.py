@@ -22,15 +22,15 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from service.kafka_clients import aiokafka_options, faust_credentials, kafka_python_options
-from service.metrics import WorkerMetrics
-from service.outage import backoff_delay
-from service.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
-from service.redis_client import redis_client
+from service.kafka.options import aiokafka_options, faust_credentials, kafka_python_options
+from service.kafka.tail import last_header_values
 from service.settings import Settings
-from service.store import AnyRedis, RedisStore, StoreError
-from service.topic_identity import BrokerUnavailable, TopicIdentity
-from service.topic_tail import last_header_values
+from service.storage.client import AnyRedis, redis_client
+from service.storage.store import RedisStore, StoreError
+from service.worker.metrics import WorkerMetrics
+from service.worker.outage import backoff_delay
+from service.worker.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
+from service.worker.topic_identity import BrokerUnavailable, TopicIdentity
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,10 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
                 outage.recovered()
             except RepositionRequired as exc:
                 _exit(str(exc), 75)
-            except (RedisError, OSError) as exc:  # Redis away: one warning per outage, see service.outage
+            except (
+                RedisError,
+                OSError,
+            ) as exc:  # Redis away: one warning per outage, see service.worker.outage
                 outage.failed(exc)
                 return
             except (KafkaError, BrokerUnavailable, StoreError) as exc:  # the next tick tries again

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.embedded import KafkaBroker, RedisServer, TansuBroker
+from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker
 
 BROKER_KINDS = ("tansu", "kafka")
 

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from service.keys import PartitionKeys
+from service.storage.keys import PartitionKeys
 
 
 class ServiceProcess:

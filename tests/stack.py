@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from service.cli import ensure_topics
-from service.kafka_clients import kafka_python_options
-from service.keys import all_partitions
-from service.publisher import EventPublisher
-from service.queries import Queries
-from service.redis_client import redis_client
+from service.kafka.options import kafka_python_options
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import ensure_topics
 from service.settings import Settings
+from service.storage.client import redis_client
+from service.storage.keys import all_partitions
+from service.storage.queries import Queries
 from tests import reference as ref
 from tests.processes import ServiceProcess, sync_redis, wait_applied, wait_for
 
@@ -97,7 +97,7 @@ def visit(eid: str, uid: str, ts: int, etype: str = "visit", **extra: Any) -> di
 
 def history(users: int = 300) -> list[dict[str, Any]]:
     from service.core.profile import load_profile
-    from service.generator import generate
+    from service.dev.generator import generate
 
     return list(generate(users=users, start_ms=T0, days=60, seed=7, profile=load_profile("daily_app")))
 

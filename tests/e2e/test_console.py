@@ -28,10 +28,10 @@ from kafka import KafkaConsumer, TopicPartition
 from service.core.durations import DAY_MS
 from service.core.history import day_of
 from service.core.partitioning import partition_for
-from service.embedded import free_port
-from service.generator import generate
-from service.keys import all_partitions
-from service.publisher import EventPublisher
+from service.dev.embedded import free_port
+from service.dev.generator import generate
+from service.kafka.publisher import EventPublisher
+from service.storage.keys import all_partitions
 from tests.processes import ServiceProcess, sync_redis, wait_for
 from tests.stack import Stack, make_stack
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.cli import build_parser
-from service.embedded import free_port
+from service.cli.main import build_parser
+from service.dev.embedded import free_port
 from service.settings import Settings
 from tests.processes import ServiceProcess, wait_for
 

@@ -17,10 +17,9 @@ from service.core import counters as ctr
 from service.core.batch import CHANNEL_COST, OTHER_TYPE, known_types
 from service.core.events import Event, validate_event
 from service.core.records import UserRecord
-from service.keys import all_partitions
-from service.queries import Queries
-from service.redis_client import redis_client
-from service.store import as_text
+from service.storage.client import as_text, redis_client
+from service.storage.keys import all_partitions
+from service.storage.queries import Queries
 from tests import reference as ref
 from tests.processes import sync_redis
 from tests.stack import Stack

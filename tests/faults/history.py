@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from service.core.profile import Profile, parse_profile
-from service.keys import all_partitions
+from service.storage.keys import all_partitions
 from tests.processes import ServiceProcess, sync_redis, wait_for
 from tests.stack import T0, Stack, make_stack
 
@@ -50,7 +50,7 @@ def fault_stack(broker: Any, redis_url: str, workdir: Path, partitions: int) -> 
 
 def trigger_history(users: int, days: int = 90, seed: int = 11) -> list[dict[str, Any]]:
     """A generated history in time order: sessions, core path, lapses and returns, policies."""
-    from service.generator import generate
+    from service.dev.generator import generate
 
     return list(generate(users=users, start_ms=T0, days=days, seed=seed, profile=fault_profile()))
 

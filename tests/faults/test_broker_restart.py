@@ -32,14 +32,14 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient
 
-from service.api import create_api
-from service.cli import ensure_topics
+from service.api.app import create_api
 from service.core import counters as ctr
 from service.core.partitioning import partition_for
-from service.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
-from service.redis_client import redis_client
-from service.store import RedisStore
-from service.topic_identity import TopicIdentity
+from service.kafka.topics import ensure_topics
+from service.storage.client import redis_client
+from service.storage.store import RedisStore
+from service.worker.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
+from service.worker.topic_identity import TopicIdentity
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, applied_offsets, wait_for
 from tests.stack import (

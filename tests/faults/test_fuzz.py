@@ -30,14 +30,14 @@ from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from redis import RedisCluster
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.events import validate_event
-from service.embedded import RedisClusterNodes, free_port
-from service.keys import PartitionKeys
-from service.metrics import OTHER_CHANNELS
-from service.publisher import EventPublisher
-from service.queries import Queries
-from service.redis_client import discover, redis_client
+from service.core.labels import OTHER_CHANNELS
+from service.dev.embedded import RedisClusterNodes, free_port
+from service.kafka.publisher import EventPublisher
+from service.storage.client import discover, redis_client
+from service.storage.keys import PartitionKeys
+from service.storage.queries import Queries
 from tests import reference as ref
 from tests.faults.hostile import MARKER, Mix, bad_event_doc, dumps_lenient, good_event, mix
 from tests.faults.scale import full

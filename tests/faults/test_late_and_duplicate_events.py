@@ -38,7 +38,7 @@ from service.core.durations import DAY_MS
 from service.core.lifecycle import state_at
 from service.core.partitioning import partition_for
 from service.core.triggers import trigger_id
-from service.keys import all_partitions
+from service.storage.keys import all_partitions
 from tests.faults.checks import check_state, distinct_valid
 from tests.faults.downstream import audit_triggers, expected_by_core, read_trigger_topic
 from tests.faults.figures import report

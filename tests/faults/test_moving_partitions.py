@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from service.core.batch import SweepResult
-from service.redis_client import redis_client
-from service.store import FencedError, RedisStore
+from service.storage.client import redis_client
+from service.storage.store import FencedError, RedisStore
 from tests.faults.checks import check_state
 from tests.faults.downstream import audit_triggers, expected_by_core, read_trigger_topic, recalls_by_reference
 from tests.faults.figures import report

@@ -30,9 +30,9 @@ import httpx
 import pytest
 from kafka import KafkaAdminClient
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core import counters as ctr
-from service.embedded import RedisServer, free_port
+from service.dev.embedded import RedisServer, free_port
 from tests.faults.scale import full
 from tests.processes import applied_offsets, wait_for
 from tests.stack import (

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.api import create_api
+from service.api.app import create_api
 from tests.stack import Stack, make_stack
 
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from service.api import create_api
-from service.embedded import free_port
+from service.api.app import create_api
+from service.dev.embedded import free_port
 from service.settings import Settings
 from tests.stack import Stack
 

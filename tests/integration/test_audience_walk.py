@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from service.audiences import AudienceReader
 from service.core.audience_filters import AudienceFilter
 from service.core.audiences import Cursor
 from service.core.profile import load_profile
 from service.core.records import UserRecord
-from service.keys import PartitionKeys
-from service.queries import Queries
+from service.storage.audiences import AudienceReader
+from service.storage.keys import PartitionKeys
+from service.storage.queries import Queries
 
 pytestmark = pytest.mark.integration
 

@@ -23,10 +23,10 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from kafka import KafkaConsumer
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.audience_events import audience_event_id
 from service.core.durations import DAY_MS
-from service.generator import generate
+from service.dev.generator import generate
 from tests import reference as ref
 from tests.stack import T0, Stack, history, make_stack, visit
 

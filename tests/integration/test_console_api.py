@@ -14,14 +14,14 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.durations import DAY_MS
 from service.core.history import day_of
 from service.core.partitioning import partition_for
-from service.embedded import free_port
-from service.keys import history as history_key
-from service.publisher import EventPublisher
+from service.dev.embedded import free_port
+from service.kafka.publisher import EventPublisher
 from service.settings import Settings
+from service.storage.keys import history as history_key
 from tests.processes import applied_offsets
 from tests.stack import T0, Stack, visit, wait_async
 

@@ -20,8 +20,8 @@ from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from service.embedded import KafkaBroker, RedisServer
-from service.topics import create_topics
+from service.dev.embedded import KafkaBroker, RedisServer
+from service.kafka.topics import create_topics
 
 if TYPE_CHECKING:
     from conftest import Broker

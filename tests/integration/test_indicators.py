@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.durations import DAY_MS
 from service.core.segments import RFM_SEGMENTS
 from tests import reference as ref

@@ -16,13 +16,13 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from redis import Redis
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.partitioning import partition_for
-from service.embedded import TansuBroker
-from service.keys import all_partitions
-from service.publisher import EventPublisher
+from service.dev.embedded import TansuBroker
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.topics import create_topics
+from service.storage.keys import all_partitions
 from tests import reference as ref
 from tests.processes import ServiceProcess, wait_for
 from tests.stack import (

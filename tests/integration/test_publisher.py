@@ -14,10 +14,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from service.core.partitioning import partition_for
 from service.core.profile import load_profile
-from service.embedded import TansuBroker, free_port
-from service.generator import generate
-from service.publisher import EventPublisher, PublishError
-from service.topics import create_topics
+from service.dev.embedded import TansuBroker, free_port
+from service.dev.generator import generate
+from service.kafka.publisher import EventPublisher, PublishError
+from service.kafka.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ import httpx
 import pytest
 import redis
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core import counters as ctr
-from service.embedded import RedisClusterNodes
-from service.keys import all_partitions
-from service.queries import Queries
-from service.redis_client import discover, redis_client
+from service.dev.embedded import RedisClusterNodes
 from service.settings import Settings
+from service.storage.client import discover, redis_client
+from service.storage.keys import all_partitions
+from service.storage.queries import Queries
 from tests.processes import ServiceProcess, applied_offsets, sync_redis
 from tests.stack import (
     Stack,

@@ -22,12 +22,12 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from service.api import create_api
-from service.embedded import KafkaBroker, RedisServer, TlsFiles, free_port
-from service.kafka_clients import kafka_python_options
-from service.publisher import EventPublisher
+from service.api.app import create_api
+from service.dev.embedded import KafkaBroker, RedisServer, TlsFiles, free_port
+from service.kafka.options import kafka_python_options
+from service.kafka.publisher import EventPublisher
+from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.topics import create_topics
 from tests import reference as ref
 from tests.processes import ServiceProcess
 from tests.stack import T0, Stack, assert_matches_reference, history, make_stack, visit

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.durations import parse_duration
 from service.core.gaps import BOUNDS_MS
 from tests import reference as ref

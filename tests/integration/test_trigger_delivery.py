@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.batch import apply_events, sweep
 from service.core.durations import DAY_MS
 from service.core.events import Event, validate_event
@@ -30,11 +30,11 @@ from service.core.partitioning import partition_for
 from service.core.profile import Profile, load_profile
 from service.core.records import UserRecord
 from service.core.triggers import Fired, in_holdout, trigger_id
-from service.keys import all_partitions
-from service.processor import OUTBOX_HEADER, Outgoing, PartitionProcessor
+from service.kafka.tail import last_header_values
 from service.settings import Settings
-from service.store import RedisStore
-from service.topic_tail import last_header_values
+from service.storage.keys import all_partitions
+from service.storage.store import RedisStore
+from service.worker.processor import OUTBOX_HEADER, Outgoing, PartitionProcessor
 from tests.processes import wait_for
 from tests.stack import PARTITIONS, Stack
 from tests.unit.test_schemas import validator

@@ -19,17 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from service.api import create_api
+from service.api.app import create_api
 from service.core.batch import apply_events
 from service.core.durations import DAY_MS, format_duration
 from service.core.events import Event
 from service.core.lifecycle import STATES, state_at
 from service.core.partitioning import partition_for
 from service.core.profile import Thresholds
-from service.embedded import RedisServer
-from service.processor import Outgoing, PartitionProcessor
+from service.dev.embedded import RedisServer
 from service.settings import Settings
-from service.store import RedisStore
+from service.storage.store import RedisStore
+from service.worker.processor import Outgoing, PartitionProcessor
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.collector import CollectorError, decode_body, validate_batch
+from service.api.collector import CollectorError, decode_body, validate_batch
 from service.core.batch import apply_events
 from service.core.events import (
     MAX_AMOUNT,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from service.core.durations import DAY_MS
 from service.core.events import parse_ts, validate_event
 from service.core.profile import BUILTIN_PROFILES, Profile, load_profile
-from service.generator import CHANNELS, generate, generate_live
+from service.dev.generator import CHANNELS, generate, generate_live
 
 T0 = 1_700_000_000_000
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from service.outage import Outage, backoff_delay
+from service.worker.outage import Outage, backoff_delay
 
 
 def test_backoff_doubles_from_a_tenth_of_a_second_up_to_five() -> None:
@@ -30,7 +30,7 @@ def test_an_outage_warns_once_reminds_every_30s_and_ends_with_a_warning(
     gauge = Gauge("paused", "test", registry=CollectorRegistry())
     outage = Outage(gauge, clock)
     assert not outage.paused and outage.retry_due()
-    caplog.set_level(logging.WARNING, "service.outage")
+    caplog.set_level(logging.WARNING, "service.worker.outage")
     waited = 0.0
     while clock.now <= 165:  # 65 s of failures
         delay = outage.failed(ConnectionError("refused"))
@@ -54,7 +54,7 @@ def test_an_outage_warns_once_reminds_every_30s_and_ends_with_a_warning(
 def test_a_single_failed_call_pauses_but_warns_nobody(caplog: pytest.LogCaptureFixture) -> None:
     """A pooled connection from before a Redis restart fails once; the retry succeeds."""
     outage = Outage(clock=Clock())
-    caplog.set_level(logging.INFO, "service.outage")
+    caplog.set_level(logging.INFO, "service.worker.outage")
     outage.failed(ConnectionError("Connection closed by server."))
     assert outage.paused
     outage.recovered()

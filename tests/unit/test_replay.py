@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from service.cli.replay import CSV_FIELDS, read_events, write_jsonl
 from service.core.events import validate_event
 from service.core.profile import load_profile
-from service.generator import generate
-from service.replay import CSV_FIELDS, read_events, write_jsonl
+from service.dev.generator import generate
 
 T0 = 1_700_000_000_000
 HEADER = ",".join(CSV_FIELDS)

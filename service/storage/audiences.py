@@ -33,9 +33,9 @@ from service.core.audiences import (
     walk_index,
 )
 from service.core.records import NO_CHANNEL
-from service.keys import PartitionKeys
-from service.queries import Queries
-from service.scripts import AUDIENCE_CHUNK
+from service.storage.keys import PartitionKeys
+from service.storage.queries import Queries
+from service.storage.scripts import AUDIENCE_CHUNK
 
 MAX_EXAMINED_PER_PAGE = 50_000  # candidates checked for one page, so a narrow filter answers in bounded time
 STREAM_CHUNK = 4_000  # members per script call (its HMGET unpacks them: Lua's limit is 8,000)

@@ -14,9 +14,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from service.core import history as core
-from service.keys import history as history_key
-from service.queries import Queries
-from service.store import as_text
+from service.storage.client import as_text
+from service.storage.keys import history as history_key
+from service.storage.queries import Queries
 
 log = logging.getLogger(__name__)
 

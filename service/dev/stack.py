@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from service.core.profile import Profile
-from service.embedded import RedisServer, TansuBroker, free_port
-from service.generator import generate_live
-from service.kafka_clients import kafka_python_options
-from service.publisher import EventPublisher
+from service.dev.embedded import RedisServer, TansuBroker, free_port
+from service.dev.generator import generate_live
+from service.kafka.options import kafka_python_options
+from service.kafka.publisher import EventPublisher
 from service.settings import Settings
 
 
@@ -63,8 +63,9 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes], log_path
 
 
 def run_dev(args: argparse.Namespace) -> None:
-    from service.cli import _publish, ensure_topics
-    from service.generator import generate
+    from service.dev.generator import generate
+    from service.kafka.publisher import publish_events
+    from service.kafka.topics import ensure_topics
 
     workdir = Path(args.workdir).resolve() / time.strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,7 @@ def run_dev(args: argparse.Namespace) -> None:
         )
         start_ms = int((time.time() - args.days * 86_400) * 1000)
         history = generate(users=args.users, start_ms=start_ms, days=args.days, seed=1, profile=profile)
-        sent = _publish(settings, history, single=False, envelope_size=200)
+        sent = publish_events(settings, history, single=False, envelope_size=200)
         worker_log, api_log = workdir / "worker.log", workdir / "api.log"
         worker = _child("worker", env, worker_log)
         stack.callback(_stop, worker)

@@ -3,7 +3,7 @@
 Labels come from small fixed sets only (outcome, transition states, stage index, known
 event types) and from channels, of which at most `LIFECYCLE_METRICS_MAX_CHANNELS` get a
 label (the rest share `~other`); never user ids or event properties. Population gauges
-are read from Redis at scrape time by the API process (see `service.population`), so
+are read from Redis at scrape time by the API process (see `service.api.population`), so
 several workers never double count.
 """
 
@@ -15,30 +15,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.core import counters as ctr
 from service.core.gaps import BOUNDS_MS
+from service.core.labels import PREFIX, ChannelLabels
 from service.core.records import NO_CHANNEL
 from service.core.trigger_rules import KINDS
 from service.core.triggers import STATUSES, Fired
 
-PREFIX = "lifecycle"
-OTHER_CHANNELS = "~other"  # not a valid channel name, so it can never be a real one
 OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed")
-
-
-class ChannelLabels:
-    """Channel names come from events, so their number is up to the producers: the first
-    `limit` seen get a label of their own, the rest share `~other` (series stay bounded)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._known: set[str] = set()
-
-    def __call__(self, channel: str) -> str:
-        if channel in self._known:
-            return channel
-        if len(self._known) < self.limit:
-            self._known.add(channel)
-            return channel
-        return OTHER_CHANNELS
 
 
 class WorkerMetrics:

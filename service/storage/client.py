@@ -14,9 +14,17 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from service.settings import Settings
-from service.store import AnyRedis
 
 log = logging.getLogger(__name__)
+
+AnyRedis = Redis | RedisCluster
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, str, number or None) as text."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def redis_client(settings: Settings, **options: Any) -> AnyRedis:

@@ -12,17 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
 from service.core.profile import Thresholds
 from service.core.records import UserRecord
-from service.keys import PartitionKeys
-from service.scripts import COMMIT, MAX_ARGS_PER_CALL
+from service.storage.client import AnyRedis, as_text
+from service.storage.keys import PartitionKeys
+from service.storage.scripts import COMMIT, MAX_ARGS_PER_CALL
 
-AnyRedis = Redis | RedisCluster
 OutboxEntry = tuple[str, str, bytes]
 """A fired trigger for the outbox: (trigger id, user id, CloudEvent JSON)."""
 META_FIELDS = ("gen", "offset", "swept", "wm", "log")
@@ -71,12 +68,6 @@ class Snapshot:
     meta: Meta
     records: dict[str, UserRecord | None]
     seen: set[bytes]
-
-
-def as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class CommitBuilder:

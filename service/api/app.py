@@ -22,22 +22,21 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.convertors import Convertor, register_url_convertor
 
-from service.audience_api import audience_routes
-from service.audiences import AudienceReader
-from service.collector import Collector, CollectorError
-from service.console_api import console_routes, is_console_path, serve_console
+from service.api.audiences import audience_routes
+from service.api.collector import Collector, CollectorError
+from service.api.console import console_routes, is_console_path, serve_console
+from service.api.history import History
+from service.api.ops import EndOffsets, Ops
+from service.api.population import PopulationCollector
+from service.api.problems import Problem, ValidationProblem
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_AMOUNT, MAX_ID_LEN, MAX_TS_MS, MIN_TS_MS
 from service.core.profile import Thresholds
-from service.history import History
-from service.kafka_clients import aiokafka_options
-from service.ops import EndOffsets, Ops
-from service.population import PopulationCollector
-from service.problems import Problem, ValidationProblem
-from service.queries import Queries
-from service.redis_client import discover, redis_client
+from service.kafka.options import aiokafka_options
 from service.settings import Settings
-from service.store import AnyRedis
+from service.storage.audiences import AudienceReader
+from service.storage.client import AnyRedis, discover, redis_client
+from service.storage.queries import Queries
 
 
 class _UserIdConvertor(Convertor[str]):
@@ -517,7 +516,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        """Process metrics, plus the store's populations read now (see `service.population`)."""
+        """Process metrics, plus the store's populations read now (see `service.api.population`)."""
         body = generate_latest()
         try:
             await population.refresh()

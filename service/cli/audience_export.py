@@ -14,9 +14,9 @@ from typing import IO, Any
 import orjson
 from kafka import KafkaProducer
 
-from service.audiences import AudienceReader
 from service.core.audience_events import audience_cloudevent
 from service.core.audience_filters import AudienceFilter, iso_ms
+from service.storage.audiences import AudienceReader
 
 COLUMNS = ("user_id", "state", "channel", "stage", "segment", "last_active", "entered_at")
 

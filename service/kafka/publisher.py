@@ -19,6 +19,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from service.core.envelopes import envelopes
+from service.kafka.options import kafka_python_options
+from service.kafka.topics import ensure_topics
+from service.settings import Settings
 
 _CACHE_LIMIT = 500_000  # user -> partition entries kept; murmur2 in Python is the costly part
 
@@ -158,3 +161,24 @@ class EventPublisher:
                 f"{self.partitions}; workers would receive users they do not own"
             )
         self._checked = True
+
+
+def publish_events(
+    settings: Settings, events: Iterable[dict[str, Any]], *, single: bool, envelope_size: int
+) -> int:
+    """Publish `events` to the events topic (created if missing), flushed: the count sent."""
+    ensure_topics(settings)
+    publisher = EventPublisher(
+        settings.kafka_bootstrap,
+        settings.events_topic,
+        settings.partitions,
+        envelope_size=envelope_size,
+        single=single,
+        **kafka_python_options(settings),
+    )
+    try:
+        sent = publisher.publish(events)
+        publisher.flush()
+    finally:
+        publisher.close()
+    return sent

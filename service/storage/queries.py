@@ -26,8 +26,8 @@ from service.core.records import NO_CHANNEL, UserRecord
 from service.core.segments import RFM_SEGMENTS
 from service.core.trigger_summary import trigger_summary
 from service.core.triggers import describe
-from service.keys import PartitionKeys, all_partitions
-from service.store import AnyRedis, as_text
+from service.storage.client import AnyRedis, as_text
+from service.storage.keys import PartitionKeys, all_partitions
 
 
 class Queries:

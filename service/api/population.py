@@ -17,12 +17,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.audiences import AudienceReader
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
+from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
-from service.metrics import OTHER_CHANNELS, PREFIX
-from service.queries import Queries
+from service.storage.audiences import AudienceReader
+from service.storage.queries import Queries
 
 
 class PopulationCollector(Collector):

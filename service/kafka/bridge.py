@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from service.core.envelopes import join_envelope
 from service.core.partitioning import partition_for
-from service.kafka_clients import aiokafka_options
+from service.kafka.options import aiokafka_options
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

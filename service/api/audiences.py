@@ -14,10 +14,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from service.audiences import AudienceReader
+from service.api.problems import Problem, ValidationProblem
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms, parse_filter
 from service.core.audiences import Cursor
-from service.problems import Problem, ValidationProblem
+from service.storage.audiences import AudienceReader
 
 NDJSON = "application/x-ndjson"
 STATES_HELP = "new, retained, silent, churned, dead (repeatable)"

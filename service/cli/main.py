@@ -15,6 +15,8 @@ from typing import Any
 
 from service.core.events import validate_event
 from service.core.profile import ProfileError
+from service.kafka.publisher import publish_events
+from service.kafka.topics import ensure_topics
 from service.settings import Settings
 
 log = logging.getLogger("lifecycle")
@@ -31,23 +33,6 @@ def _settings() -> Settings:
     return settings
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
-    from service.kafka_clients import kafka_python_options
-    from service.topics import create_topics
-
-    create_topics(
-        settings.kafka_bootstrap,
-        {
-            settings.events_topic: settings.partitions,
-            settings.dlq_topic: settings.partitions,
-            # one trigger partition per events partition: each has a single writer, its owner
-            settings.triggers_topic: settings.partitions,
-        },
-        **kafka_python_options(settings),
-    )
-
-
 def cmd_worker(args: argparse.Namespace) -> None:
     from faust import Worker
 
@@ -62,7 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service.api import create_api
+    from service.api.app import create_api
 
     settings = _settings()
     uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
@@ -82,31 +67,8 @@ def _progress(events: Iterable[dict[str, Any]], total: int | None, desc: str) ->
         bar.update(pending)
 
 
-def _publish(
-    settings: Settings, events: Iterable[dict[str, Any]], *, single: bool, envelope_size: int
-) -> int:
-    from service.kafka_clients import kafka_python_options
-    from service.publisher import EventPublisher
-
-    ensure_topics(settings)
-    publisher = EventPublisher(
-        settings.kafka_bootstrap,
-        settings.events_topic,
-        settings.partitions,
-        envelope_size=envelope_size,
-        single=single,
-        **kafka_python_options(settings),
-    )
-    try:
-        sent = publisher.publish(events)
-        publisher.flush()
-    finally:
-        publisher.close()
-    return sent
-
-
 def cmd_replay(args: argparse.Namespace) -> None:
-    from service.replay import read_events
+    from service.cli.replay import read_events
 
     settings = _settings()
     bad: list[tuple[int, str]] = []
@@ -123,7 +85,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
             bad.append((line_no, error or "unreadable"))
 
     started = time.perf_counter()
-    sent = _publish(
+    sent = publish_events(
         settings, _progress(good(), None, "replay"), single=args.single, envelope_size=args.envelope_size
     )
     elapsed = time.perf_counter() - started
@@ -139,7 +101,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from service.generator import generate
+    from service.dev.generator import generate
 
     settings = _settings()
     days = args.days
@@ -149,12 +111,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
     )
     started = time.perf_counter()
     if args.output:
-        from service.replay import write_jsonl
+        from service.cli.replay import write_jsonl
 
         count = write_jsonl(args.output, _progress(events, None, "generate"))
         print(f"wrote {count} events for {args.users} users over {days} days to {args.output}")
         return
-    sent = _publish(
+    sent = publish_events(
         settings, _progress(events, None, "generate"), single=args.single, envelope_size=args.envelope_size
     )
     elapsed = time.perf_counter() - started
@@ -164,7 +126,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         flush=True,
     )
     if args.live_rate > 0:
-        from service.devstack import feed_live
+        from service.dev.stack import feed_live
 
         print(f"live events: {args.live_rate:g}/s until stopped", flush=True)
         feed_live(settings, settings.loaded_profile, max(args.users // 5, 10), args.live_rate)
@@ -190,7 +152,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> None:
 
 
 def cmd_bridge(args: argparse.Namespace) -> None:
-    from service.bridge import run_bridge
+    from service.kafka.bridge import run_bridge
 
     settings = _settings()
     ensure_topics(settings)
@@ -200,11 +162,11 @@ def cmd_bridge(args: argparse.Namespace) -> None:
 def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
     import asyncio
 
+    from service.cli.plot import line_chart_png, terminal_bars
     from service.core.durations import format_duration
     from service.core.gaps import BOUNDS_MS, CurvePoint, TooFewReturns, suggest
-    from service.plot import line_chart_png, terminal_bars
-    from service.queries import Queries
-    from service.redis_client import redis_client
+    from service.storage.client import redis_client
+    from service.storage.queries import Queries
 
     settings = _settings()
     profile = settings.loaded_profile
@@ -254,13 +216,13 @@ lifecycle:
 
 
 def cmd_audience(args: argparse.Namespace) -> None:
-    from service.audience_cli import run_audience
+    from service.cli.audience import run_audience
 
     run_audience(args, _settings())
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from service.devstack import run_dev
+    from service.dev.stack import run_dev
 
     run_dev(args)
 

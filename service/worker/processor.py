@@ -29,11 +29,11 @@ from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
-from service.metrics import OUTCOMES, WorkerMetrics
-from service.outage import Outage, backoff_delay
 from service.settings import Settings
-from service.store import ConflictError, FencedError, OutboxEntry, RedisStore, dedup_bucket
-from service.topic_identity import BrokerUnavailable
+from service.storage.store import ConflictError, FencedError, OutboxEntry, RedisStore, dedup_bucket
+from service.worker.metrics import OUTCOMES, WorkerMetrics
+from service.worker.outage import Outage, backoff_delay
+from service.worker.topic_identity import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class PartitionProcessor:
         """Apply `(offset, key, value)` messages of one partition, in offset order.
 
         Retries on Redis errors until it succeeds (the stream pauses rather than losing
-        or skipping events; see `service.outage`), and on broker errors likewise. When
+        or skipping events; see `service.worker.outage`), and on broker errors likewise. When
         fenced by a newer owner, the batch is dropped only if Kafka no longer assigns us
         the partition (the new owner re-reads it); while Kafka still does, the fence came
         from a stale claim, so we claim again and retry: our consumer has moved past these

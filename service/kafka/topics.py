@@ -15,6 +15,9 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from service.kafka.options import kafka_python_options
+from service.settings import Settings
+
 
 class TopicError(RuntimeError):
     """A topic could not be created or does not have the expected partitions."""
@@ -92,3 +95,17 @@ def _problem(info: dict[str, Any] | None, partitions: int) -> str:
     if leaderless or any(p.get("error_code", 0) != 0 for p in parts):
         return f"partitions without a leader: {leaderless}"
     return ""
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
+    create_topics(
+        settings.kafka_bootstrap,
+        {
+            settings.events_topic: settings.partitions,
+            settings.dlq_topic: settings.partitions,
+            # one trigger partition per events partition: each has a single writer, its owner
+            settings.triggers_topic: settings.partitions,
+        },
+        **kafka_python_options(settings),
+    )

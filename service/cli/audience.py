@@ -14,13 +14,13 @@ from collections.abc import Callable
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from service.audience_export import PublishFailed, export, open_output, publish
-from service.audiences import AudienceReader
+from service.cli.audience_export import PublishFailed, export, open_output, publish
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, parse_filter
-from service.queries import Queries
-from service.redis_client import discover, redis_client
+from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.topics import create_topics
+from service.storage.audiences import AudienceReader
+from service.storage.client import discover, redis_client
+from service.storage.queries import Queries
 
 
 def _audience(args: argparse.Namespace, settings: Settings) -> tuple[str, AudienceFilter]:

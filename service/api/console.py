@@ -15,9 +15,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from service.api.history import History
+from service.api.ops import Ops
 from service.core.history import MAX_DAYS
-from service.history import History
-from service.ops import Ops
 
 CONSOLE_STATIC = Path(__file__).parent / "console_static"  # `npm run build` in console/ writes it
 CONSOLE_PAGES = frozenset({"/", "/console", "/console/"})

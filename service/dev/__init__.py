@@ -1,0 +1,1 @@
+"""The embedded stack for development, the demo and tests: real local processes and a generator."""

@@ -1,0 +1,1 @@
+"""Kafka adapters shared by every process: connection options, topics, the publisher and the bridge."""

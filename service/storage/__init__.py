@@ -1,0 +1,1 @@
+"""Redis: key names, Lua, the client, the batch transaction of the write side and the read primitives."""
