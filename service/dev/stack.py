@@ -151,7 +151,7 @@ def feed_live(settings: Settings, profile: Profile, users: int, rate: float) -> 
         publisher.close()
 
 
-RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "rules"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
 
 
 def _start_prometheus(
