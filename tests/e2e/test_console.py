@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "console"
-STATIC = ROOT / "service" / "console_static"
+STATIC = ROOT / "service" / "api" / "console_static"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -57,7 +57,7 @@ def _differences(a: Path, b: Path) -> list[str]:
 
 
 def test_the_committed_build_is_the_build_of_the_sources(tmp_path: Path) -> None:
-    """`service/console_static/` (shipped in the Python package) is what `npm run build` makes now."""
+    """`service/api/console_static/` (shipped in the Python package) is what `npm run build` makes now."""
     _need(CONSOLE / "node_modules", "run `make console-deps` (console/'s npm packages)")
     out = tmp_path / "build"
     result = subprocess.run(
@@ -73,7 +73,7 @@ def test_the_committed_build_is_the_build_of_the_sources(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not _differences(out, STATIC), (
-        f"service/console_static differs from a fresh build ({_differences(out, STATIC)}): "
+        f"service/api/console_static differs from a fresh build ({_differences(out, STATIC)}): "
         "run `npm run build` in console/ and commit the result"
     )
 
