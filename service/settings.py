@@ -17,54 +17,86 @@ from service.core.profile import Profile, load_profile
 
 
 class Settings(BaseSettings):
-    """Every knob of the service; the README's configuration table mirrors this class."""
+    """Every knob of the service; docs/configuration.md is generated from this class (`make docs`)."""
 
     model_config = SettingsConfigDict(env_prefix="LIFECYCLE_", extra="ignore", frozen=True)
 
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
-    redis_cluster: bool = Field(False, description="the URL names a node of a Redis Cluster")
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="the brokers: a comma-separated host:port list"
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis:// or rediss:// (TLS) URL; the password goes in the URL and is masked in logs",
+    )
+    redis_cluster: bool = Field(False, description="true: the Redis URL names a node of a Redis Cluster")
     redis_tls_ca_file: str = Field(
         "", description="CA bundle that signed the Redis server's certificate (rediss://); empty: system CAs"
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every Kafka client of the service connects"
     )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (a secret: never logged)")
     kafka_ssl_cafile: str = Field("", description="CA bundle of the brokers' certificates; empty: system CAs")
     kafka_ssl_certfile: str = Field("", description="client certificate (PEM) for mutual TLS")
     kafka_ssl_keyfile: str = Field("", description="the client certificate's private key (PEM)")
-    kafka_ssl_check_hostname: bool = Field(True, description="verify the broker's name against its cert")
-    redis_timeout: float = Field(
-        10.0, gt=0, le=300, description="seconds a worker's Redis call may take before Redis counts as down"
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="verify the broker's host name against its certificate"
     )
-    profile: str = Field("daily_app", description="built-in profile name or a YAML/TOML file path")
-    clock: Literal["wall", "event"] = Field("wall", description="wall: live; event: replay/backfill")
-    events_topic: str = "user-events"
-    dlq_topic: str = "user-events.dlq"
-    triggers_topic: str = Field("lifecycle-triggers", description="CloudEvents of fired triggers")
+    redis_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="seconds a worker's Redis call may take before Redis counts as unavailable "
+        "and the worker pauses",
+    )
+    profile: str = Field(
+        "daily_app", description="a built-in profile (insurance, fintech, daily_app) or a YAML/TOML file path"
+    )
+    clock: Literal["wall", "event"] = Field(
+        "wall", description="wall: live; event: replay/backfill, the clock is the latest event time seen"
+    )
+    events_topic: str = Field("user-events", description="the events topic (keyed by user id)")
+    dlq_topic: str = Field("user-events.dlq", description="dead letters: rejected messages with their reason")
+    triggers_topic: str = Field(
+        "lifecycle-triggers",
+        description="CloudEvents of fired triggers; same partition count as the events topic",
+    )
     triggers_source: str = Field("/lifecycle", description="CloudEvents `source` of the triggers")
     triggers_type_prefix: str = Field(
         "dev.userops", description="CloudEvents `type` is <prefix>.lifecycle.<kind>.v1"
     )
     audiences_topic: str = Field(
-        "lifecycle-audiences", description="CloudEvents of `lifecycle audience publish` (one per user)"
+        "lifecycle-audiences",
+        description="where `lifecycle audience publish` writes (one CloudEvent per user; created if missing)",
     )
-    relay_batch: int = Field(500, ge=1, le=10_000, description="outbox entries relayed per round")
-    partitions: int = Field(8, ge=1, le=10_000, description="partitions of the events topic")
+    relay_batch: int = Field(
+        500, ge=1, le=10_000, description="trigger outbox entries relayed to Kafka per round"
+    )
+    partitions: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        description="partitions of the events topic (created if missing; must match if it exists)",
+    )
     app_id: str = Field("lifecycle", description="Kafka consumer group / Faust app id")
     key_prefix: str = Field("lc", description="prefix of every Redis key")
     data_dir: str = Field(
         "", description="Faust's scratch directory (no state lives there); default <tmp>/<app_id>-data"
     )
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=0, le=65535)
+    api_host: str = Field("127.0.0.1", description="where the API listens")
+    api_port: int = Field(8000, ge=0, le=65535, description="the API's port")
     api_key: SecretStr | None = Field(
-        None, description="when set, every endpoint but /healthz, /readyz and /metrics requires it"
+        None,
+        description="when set, every endpoint but /healthz, /readyz, /metrics and the console's page "
+        "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise)",
     )
-    worker_port: int = Field(6066, ge=0, le=65535, description="worker's /metrics and Faust web port")
+    worker_port: int = Field(
+        6066, ge=0, le=65535, description="the worker's web port (/metrics, /readyz); 0 picks a free one"
+    )
     worker_host: str = Field(
         "127.0.0.1", description="where the worker's web port listens (0.0.0.0 in containers)"
     )
@@ -78,14 +110,22 @@ class Settings(BaseSettings):
         30.0,
         ge=1,
         le=3600,
-        description="seconds between the worker's metadata refreshes: how soon a recreated topic is seen",
+        description="seconds between the worker's metadata refreshes: how soon a deleted and recreated topic "
+        "is seen (Kafka's default is 5 minutes)",
     )
     dedup_window: str = Field(
-        "1h", description="how long after its first arrival a duplicate event id is still recognised"
+        "1h",
+        description="how long after its first arrival a duplicate event id is still recognised "
+        "(1m..30d; 64 bytes of Redis per event in the window)",
     )
-    max_future: str = Field("1d", description="how far past the wall clock an event ts may be")
+    max_future: str = Field(
+        "1d",
+        description="in wall clock mode, how far past the wall clock an event ts may be (later: rejected)",
+    )
     collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
-    collector_max_bytes: int = Field(5 << 20, ge=1024, description="bytes per request body (decompressed)")
+    collector_max_bytes: int = Field(
+        5 << 20, ge=1024, description="bytes per request body, after decompression"
+    )
     collector_timeout: float = Field(10.0, gt=0, description="seconds to wait for the broker's ack")
     whatif_max_new_window: str = Field(
         "30d", description="longest new_window a what-if question may ask (first_seen index kept that long)"
@@ -96,7 +136,7 @@ class Settings(BaseSettings):
     metrics_max_channels: int = Field(
         50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="the worker's log level (passed to Faust as its loglevel)")
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Secrets never reach a log line: passwords in URLs are masked like `SecretStr` fields."""
