@@ -31,6 +31,8 @@ Every setting is an environment variable with the prefix `LIFECYCLE_`, read once
 into one typed object (`service/settings.py`); the worker, the API and every command share it.
 Secrets (`secret` below) are never logged, and the password of a Redis URL is masked in logs.
 
+## Settings
+
 | variable | type | default | description |
 |---|---|---|---|
 """

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     )
     audiences_topic: str = Field(
         "lifecycle-audiences",
-        description="where `lifecycle audience publish` writes (one CloudEvent per user; created if missing)",
+        description="where `lifecycle audience publish` writes (one CloudEvent per user; created if missing, "
+        "with LIFECYCLE_PARTITIONS partitions)",
     )
     relay_batch: int = Field(
         500, ge=1, le=10_000, description="trigger outbox entries relayed to Kafka per round"
