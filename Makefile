@@ -1,4 +1,4 @@
-# One task runner; the README's commands are these targets.
+# One task runner; the commands of README.md and docs/testing.md are these targets.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -289,7 +289,7 @@ def audience(
     users: dict[str, RefUser], now: int, profile: Profile, filters: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """The users an audience filter selects at `now`, with the row the API gives for each,
-    computed from the definitions (README "Audiences"), not from any index."""
+    computed from the definitions (docs/audiences.md), not from any index."""
     th = profile.thresholds
     names = [s.name for s in profile.funnel]
     segments = {

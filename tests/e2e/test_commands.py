@@ -1,4 +1,4 @@
-"""The `lifecycle` commands as a user runs them from the README: dev, replay, bad config."""
+"""The `lifecycle` commands as a user runs them from the docs: dev, replay, bad config."""
 
 from __future__ import annotations
 

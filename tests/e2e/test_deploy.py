@@ -42,7 +42,7 @@ SETTINGS_ENV = {f"LIFECYCLE_{name.upper()}" for name in Settings.model_fields}
 
 def tool(name: str, *fallbacks: str) -> str:
     found = shutil.which(name) or next((f for f in fallbacks if Path(f).is_file()), None)
-    assert found, f"{name} is needed to check the deployment files (see README, Development)"
+    assert found, f"{name} is needed to check the deployment files (see docs/testing.md)"
     return found
 
 

@@ -1,5 +1,5 @@
 """The figures of a fault-injection run: one summary line per test on the terminal, and
-`.run/faults-<test>.json` for the README's closing note and for CI artifacts."""
+`.run/faults-<test>.json` for docs/testing.md's fault-run table and for CI artifacts."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Duplicate, out-of-order and late events, within and beyond what the service allows.
 
-The service has no "allowed lateness" setting; its rule, made explicit here (README,
-"Fault-injection suite") and checked against `tests.reference.transitions_as_delivered`:
+The service has no "allowed lateness" setting; its rule, made explicit here (docs/testing.md,
+"Late events: the rule") and checked against `tests.reference.transitions_as_delivered`:
 
 - An event is *late* when its time is older than the clock its partition has already
   counted to (the event clock: the partition's latest event time, swept every
