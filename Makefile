@@ -52,10 +52,10 @@ test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, un
 	$(BIN)/pytest -q tests
 	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration tests/faults/test_broker_restart.py
 
-faults: setup kafka-jars  ## the fault-injection suite at the issue's sizes on Apache Kafka (~7 min): figures in .run/faults-*.json
+faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults
 
-bench: setup kafka-jars  ## the benchmark of issue 10 on Apache Kafka (1M events; ~20 min): table + bench/results.json
+bench: setup kafka-jars  ## the ingestion benchmark on Apache Kafka (1M events; ~20 min): table + bench/results.json
 	$(BIN)/python -m bench.ingest --json bench/results.json
 
 soak: setup kafka-jars  ## 10 minutes at 70% of the measured capacity on Apache Kafka: lag, RSS, Redis per user; bench/soak.json

@@ -1,7 +1,7 @@
 """A direct, independent computation of what the service must report for an event history.
 
 Written the obvious way (sort, loop, dictionaries), sharing nothing with the worker but
-the definition of a stage (`state_at`, DESIGN.md §2.2 verbatim), so integration tests
+the definition of a stage (`state_at`, restated), so integration tests
 can compare the service's numbers with it exactly.
 """
 

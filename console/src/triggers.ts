@@ -1,4 +1,4 @@
-// The OSM reminder funnel (seed 000) per trigger type: sent -> delivered -> clicked ->
+// The reminder funnel per trigger type: sent -> delivered -> clicked ->
 // payment click -> paid, with recall success.
 
 import { el, fill, formatValue, metric } from "./format";

@@ -328,7 +328,7 @@ def month_of(ts: int) -> str:
 
 
 def _count_high_value(counts: Counter[str], rec: UserRecord, a: str, b: str, at: int, rfm: Rfm) -> None:
-    """High-value users lost to churn and recalled from it (seed 004's net new high-value users)."""
+    """High-value users lost to churn and recalled from it (the monthly net new high-value users)."""
     if rec.revenue < rfm.monetary:
         return
     if b == "churned" and a not in ("churned", "dead"):

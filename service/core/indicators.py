@@ -29,7 +29,7 @@ def retention_day(profile: Profile) -> int:
 def channel_quality(
     totals: Mapping[str, float], cohorts: Mapping[str, int], today: int, profile: Profile
 ) -> dict[str, dict[str, Any]]:
-    """Per channel (seed 002's channel rating): new users, day-N retention, conversion to a first
+    """Per channel, a rating of acquisition channels: new users, day-N retention, conversion to a first
     order, revenue per user, cost, CAC (cost per new user), LTV (revenue per user) / CAC, and a
     weighted score: each metric divided by its best channel's value, weighted by the profile."""
     n = retention_day(profile)
@@ -87,7 +87,7 @@ def time_to_convert(totals: Mapping[str, float], profile: Profile) -> list[dict[
 
 
 def high_value_by_month(totals: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Seed 004: monthly net new high-value users = gained + recalled - lost to churn."""
+    """Monthly net new high-value users = gained + recalled - lost to churn."""
     months: dict[str, dict[str, int]] = defaultdict(lambda: {"gained": 0, "recalled": 0, "lost": 0})
     for name, value in totals.items():
         if name.startswith("hv|"):

@@ -26,7 +26,7 @@ INACTIVE: frozenset[State] = frozenset({State.SILENT, State.CHURNED, State.DEAD}
 
 
 def state_at(first_seen: int, last_active: int, now: int, t: Thresholds) -> State:
-    """DESIGN.md §2.2, verbatim: idleness first, then the new window."""
+    """The definition of a stage: idleness first, then the new window."""
     idle = now - last_active
     if idle >= t.dead_after:
         return State.DEAD

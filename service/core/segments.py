@@ -1,4 +1,4 @@
-"""RFM segment names (seed 004's layering) by (recent, frequency/monetary class).
+"""RFM segment names, from important_value to general_recall, by (recent, frequency/monetary class).
 
 The class is `rfm_class` of a record (2: frequent, 1: high value, 3: both, 0: neither);
 recency is read from `last_active` at the clock. Its own module so the profile's

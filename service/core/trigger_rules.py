@@ -1,7 +1,7 @@
 """The `triggers:` section of a profile: what to send, when, and the guard rails around it.
 
-Recall, renewal and onboarding rules (DESIGN.md §2.5, seed 000's renewal example, seed
-004's plans A and B) are product data like the lifecycle thresholds, so they live in
+Recall, renewal and onboarding rules (who is recalled how, when a policy holder is reminded,
+when a new user is nudged to a first order) are product data like the lifecycle thresholds, so they live in
 the profile and fail at start-up with the field named when they are wrong.
 """
 
@@ -35,7 +35,7 @@ class RecallRule:
 
     @property
     def recall(self) -> str:
-        """Seed 004: silent and churned users get a transaction recall, dead users a login recall."""
+        """Silent and churned users get a transaction recall, dead users a login recall."""
         return "login" if self.state == "dead" else "transaction"
 
 

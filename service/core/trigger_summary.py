@@ -1,4 +1,4 @@
-"""Closing the loop: what happened to the triggers, and what they achieved (seed 000's OSM).
+"""Closing the loop: what happened to the triggers, and what they achieved.
 
 Computed from the committed counters (`tg|...` and `to|...`), per trigger type and
 channel. Rates are over what the rate is about: clicks, payment clicks and payments

@@ -1,4 +1,4 @@
-"""A deterministic synthetic event stream shaped like the seeds' products.
+"""A deterministic synthetic event stream shaped like the profiles' products.
 
 Users arrive over the whole period through channels of clearly different quality, act
 in short sessions (visit, login, browsing, then the profile's core path: register,

@@ -2,7 +2,7 @@
 lifecycle and funnel counts and the counters, computed from the delivered events alone.
 
 Differences are collected as readable lines, not asserted one by one, so a run reports
-how many facts differ (the figure the issue asks for) and which.
+how many facts differ (the figure a fault run reports) and which.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How big the fault-injection runs are: `LIFECYCLE_FAULTS=short` (the default, what CI
-runs inside `make test`) or `full` (the issue's sizes, `make faults`)."""
+runs inside `make test`) or `full` (the full sizes, `make faults`)."""
 
 from __future__ import annotations
 

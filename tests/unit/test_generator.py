@@ -1,4 +1,4 @@
-"""The synthetic generator: valid, deterministic, ordered, streamed, and shaped like the seeds' products."""
+"""The synthetic generator: valid, deterministic, ordered, streamed, and shaped like real products."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lifecycle stages (DESIGN.md §2.2) and the transitions the passing of time causes."""
+"""Lifecycle stages and the transitions the passing of time causes."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ clock = st.integers(-100, 500)
 
 
 def design_rule(first_seen: int, last_active: int, now: int, t: Thresholds) -> str:
-    """DESIGN.md §2.2, restated."""
+    """The definition of a stage, restated independently of `state_at`."""
     idle = now - last_active
     if idle >= t.dead_after:
         return "dead"
