@@ -22,6 +22,7 @@ from service.core.gaps import gap_bucket
 from service.core.lifecycle import state_at, timed_transitions
 from service.core.profile import Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
+from service.core.retention import RetentionRule, move_first_day, note_activity
 from service.core.triggers import TriggerLog, TriggerPlan, attribute, fire_due, next_due, schedule
 
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
@@ -93,8 +94,8 @@ def apply_events(
     counted_types = funnel_events | {REGISTRATION}
     rfm = profile.rfm
     class_before: dict[str, int] = {}
-    retention_bit = {n: 1 << i for i, n in enumerate(profile.retention_days)}
-    all_retained = (1 << len(profile.retention_days)) - 1
+    retention = RetentionRule.of(profile.retention_days)
+    horizon = (retention.span + 1) * DAY_MS  # activity later than this after first_seen: no retention day
     revenue_types = profile.revenue_types
     labels = known_types(profile)
     out = BatchResult()
@@ -140,6 +141,7 @@ def apply_events(
             rec = live[uid] = UserRecord(first_seen=ts, last_active=ts, seen_until=tau, channel=channel)
             counts[ctr.users(channel)] += 1
             counts[ctr.cohort(channel, ts // DAY_MS)] += 1
+            rec.days = 1  # active on its first day
             counts[ctr.transition(NEW_USER, state_at(ts, ts, tau, th))] += 1
             out.channels.add(channel)
             dirty_active.add(uid)
@@ -162,24 +164,12 @@ def apply_events(
                 _move_channel(uid, rec, ev.channel, out, profile.retention_days)
                 dirty_active.add(uid)
                 dirty_first.add(uid)
-            if ts < rec.first_seen:
-                old_day, new_day = rec.first_seen // DAY_MS, ts // DAY_MS
-                if old_day != new_day:  # the cohort follows the earliest event seen
-                    counts[ctr.cohort(rec.channel, old_day)] -= 1
-                    counts[ctr.cohort(rec.channel, new_day)] += 1
-                    # retention counted against the old first day no longer holds: withdraw it
-                    for i, after_days in enumerate(profile.retention_days):
-                        if rec.retained & (1 << i):
-                            counts[ctr.retained(rec.channel, old_day, after_days)] -= 1
-                    rec.retained = 0
+            if ts < rec.first_seen:  # the cohort follows the earliest event seen
+                move_first_day(rec, ts, retention, counts)
                 rec.first_seen = ts
                 dirty_first.add(uid)
-            if active and rec.retained != all_retained:
-                after_days = ts // DAY_MS - rec.first_seen // DAY_MS
-                bit = retention_bit.get(after_days)
-                if bit is not None and not rec.retained & bit:
-                    rec.retained |= bit
-                    counts[ctr.retained(rec.channel, rec.first_seen // DAY_MS, after_days)] += 1
+            if active and ts < rec.first_seen + horizon:
+                note_activity(rec, ts, retention, counts)
             if active and ts > rec.last_active:
                 bucket = gap_bucket(ts - rec.last_active)
                 if bucket is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 NO_CHANNEL = "-"
+_INT_DAYS = 1 << 63  # a longer activity bitmap (retention days past 62) is written as hex text
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class UserRecord:
     policies: dict[str, int] = field(default_factory=dict)  # policy id -> policy_end
     recent: list[list[Any]] = field(default_factory=list)  # fired: [id, kind, at, flags]
     onboarding: int = 0  # when the onboarding window started (0: never)
+    days: int = 0  # bit k: active on the first-seen day + k (service.core.retention)
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
@@ -49,6 +51,8 @@ class UserRecord:
             self.counts,
             self.retained,
         ]
+        if self.days:  # a tail of 1 or 6 fields starts with it; older records have 0 or 5
+            fields.append(self.days if self.days < _INT_DAYS else format(self.days, "x"))
         if self.pending or self.sent or self.policies or self.recent or self.onboarding:
             fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
         return orjson.dumps(fields)
@@ -61,7 +65,13 @@ class UserRecord:
     def from_fields(cls, fields: list[Any]) -> UserRecord:
         """From the decoded JSON array (`pack`'s form)."""
         f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
-        return cls(f, la, su, ch, st, orders, float(revenue), counts, retained, *tail)
+        days = 0
+        if len(tail) in (1, 6):
+            raw_days, *tail = tail
+            days = raw_days if isinstance(raw_days, int) else int(raw_days, 16)
+        rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained, *tail)
+        rec.days = days
+        return rec
 
     def copy(self) -> UserRecord:
         return UserRecord(
@@ -79,6 +89,7 @@ class UserRecord:
             dict(self.policies),
             [list(r) for r in self.recent] if self.recent else [],
             self.onboarding,
+            self.days,
         )
 
     def to_json(self) -> dict[str, Any]:
