@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.events import validate_event
-from service.core.lifecycle import state_at
+from service.core.lifecycle import Thresholds, state_at
 from service.core.partitioning import partition_for
-from service.core.profile import Profile, Thresholds
+from service.core.profile import Profile
 
 
 @dataclass

@@ -31,7 +31,7 @@ from service.api.population import PopulationCollector
 from service.api.problems import Problem, ValidationProblem
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_AMOUNT, MAX_ID_LEN, MAX_TS_MS, MIN_TS_MS
-from service.core.profile import Thresholds
+from service.core.lifecycle import Thresholds, ThresholdsError, validate_thresholds
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
@@ -382,9 +382,10 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
             )
         except DurationError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=422)
-        if not th.new_window <= th.silent_after < th.churn_after < th.dead_after:
-            detail = "need new_window <= silent_after < churn_after < dead_after"
-            return JSONResponse({"detail": detail}, status_code=422)
+        try:
+            validate_thresholds(th)
+        except ThresholdsError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
         if th.new_window > settings.first_index_window_ms:
             detail = (
                 f"new_window is over {format_duration(settings.first_index_window_ms)}, the longest the "

@@ -1,9 +1,9 @@
 """Audiences as ranges of the per-partition indexes, and the exact rule every user is checked by.
 
-Under fixed thresholds a lifecycle state is a range of `last_active` at the clock, an
-entered-state window is one more range of it (silent users entered at `last_active +
-silent_after`), and RFM recency is a range of it too. So a filter becomes a few
-`last_active` intervals, walked on `la:{channel}` (or `rfm:{class}`, scored by
+Under fixed thresholds a lifecycle state (`service.core.lifecycle`) is a range of
+`last_active` at the clock, an entered-state window is one more range of it (silent
+users entered at `last_active + silent_after`), and RFM recency is a range of it too.
+So a filter becomes a few `last_active` intervals, walked on `la:{channel}` (or `rfm:{class}`, scored by
 `last_active` as well), and every candidate is then checked by `matches`, the
 definition; the intervals only have to contain every match. Counting is exact from
 range counts (`count_terms`) whenever the filter needs no per-user field; otherwise the
@@ -26,29 +26,24 @@ import orjson
 
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms
 from service.core.batch import rfm_class
-from service.core.lifecycle import State, state_at
-from service.core.profile import Profile, Thresholds
+from service.core.lifecycle import (
+    INACTIVE,
+    State,
+    Thresholds,
+    classifier,
+    entered_at,
+    entered_offset,
+    last_active_range,
+    new_since,
+    state_at,
+)
+from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.segments import RFM_SEGMENTS, SEGMENT_KEYS
 
 NEG_INF = -(2**62)
 POS_INF = 2**62
 Interval = tuple[int, int]  # inclusive [lo, hi] of last_active (or first_seen), epoch ms
-
-
-def entered_at(first_seen: int, last_active: int, state: State, th: Thresholds) -> int:
-    """When the user entered `state`, from the record alone: inactive states at `last_active` +
-    their threshold; `new` at `first_seen`; `retained` when the new window ended (the record
-    keeps no history, so a user recalled into retained is dated from their new window's end)."""
-    if state is State.DEAD:
-        return last_active + th.dead_after
-    if state is State.CHURNED:
-        return last_active + th.churn_after
-    if state is State.SILENT:
-        return last_active + th.silent_after
-    if state is State.NEW:
-        return first_seen
-    return first_seen + th.new_window
 
 
 def segment_of(rec: UserRecord, now: int, profile: Profile) -> str:
@@ -88,9 +83,8 @@ def row_maker(
     """`matches` and the user's row in one pass over a packed record's fields (`UserRecord.pack`
     order), with the filter's bounds worked out once: an export's per-user cost. Tested to
     agree with `matches`, `state_at`, `segment_of` and `entered_at`."""
-    th = profile.thresholds
-    dead_edge, churn_edge, silent_edge = now - th.dead_after, now - th.churn_after, now - th.silent_after
-    new_edge, recency_edge = now - th.new_window, now - profile.rfm.recency
+    classify = classifier(now, profile.thresholds)
+    recency_edge = now - profile.rfm.recency
     frequency, monetary = profile.rfm.frequency, profile.rfm.monetary
     states = f.states or None
     channel, reached, not_reached, segment = f.channel, f.stage, f.not_stage, f.segment
@@ -99,18 +93,8 @@ def row_maker(
     names = list(stage_names)
 
     def row(uid: str, fields: list[Any]) -> AudienceRow | None:
-        first_seen = fields[0]
         last_active = fields[1]
-        if last_active <= dead_edge:
-            state, entered = "dead", last_active + th.dead_after
-        elif last_active <= churn_edge:
-            state, entered = "churned", last_active + th.churn_after
-        elif last_active <= silent_edge:
-            state, entered = "silent", last_active + th.silent_after
-        elif first_seen > new_edge:
-            state, entered = "new", first_seen
-        else:
-            state, entered = "retained", first_seen + th.new_window
+        state, entered = classify(fields[0], last_active)
         if states is not None and state not in states:
             return None
         ch = fields[3]
@@ -140,13 +124,8 @@ def row_maker(
 
 def state_interval(state: State, now: int, th: Thresholds) -> Interval:
     """`last_active` of users in `state` at `now` (new and retained share theirs)."""
-    if state is State.DEAD:
-        return (NEG_INF, now - th.dead_after)
-    if state is State.CHURNED:
-        return (now - th.dead_after + 1, now - th.churn_after)
-    if state is State.SILENT:
-        return (now - th.churn_after + 1, now - th.silent_after)
-    return (now - th.silent_after + 1, POS_INF)
+    lo, hi = last_active_range(state, now, th)
+    return (NEG_INF if lo is None else lo, POS_INF if hi is None else hi)
 
 
 def _entered_window(f: AudienceFilter, now: int) -> Interval:
@@ -159,10 +138,8 @@ def _entered_la(state: State, window: Interval, th: Thresholds) -> Interval:
     """`last_active` that can give an `entered_at` inside `window` (exact for idle states; for
     new and retained a bound, since `last_active >= first_seen`)."""
     lo, hi = window
-    shift = {State.DEAD: th.dead_after, State.CHURNED: th.churn_after, State.SILENT: th.silent_after}
-    if state in shift:
-        return (_sub(lo, shift[state]), _sub(hi, shift[state]))
-    return (_sub(lo, th.new_window if state is State.RETAINED else 0), POS_INF)
+    shift = entered_offset(state, th)
+    return (_sub(lo, shift), _sub(hi, shift) if state in INACTIVE else POS_INF)
 
 
 def _sub(x: int, d: int) -> int:
@@ -246,14 +223,14 @@ def count_terms(f: AudienceFilter, now: int, profile: Profile) -> list[Term] | N
         if state is State.NEW and not both_active:
             if f.segment is not None:
                 return None
-            fs = _meet((now - th.new_window + 1, POS_INF), window)
+            fs = _meet((new_since(now, th), POS_INF), window)
             if fs is not None:
                 terms.append(Term(1, "fs", *fs))
         elif state is State.RETAINED and not both_active:
             if f.segment is not None or windowed:
                 return None
-            terms.append(Term(1, "la", now - th.silent_after + 1, POS_INF))
-            terms.append(Term(-1, "fs", now - th.new_window + 1, POS_INF))
+            terms.append(Term(1, "la", *state_interval(state, now, th)))
+            terms.append(Term(-1, "fs", new_since(now, th), POS_INF))
         elif state is not State.NEW:  # idle states, or new and retained as one la range
             la = _meet(state_interval(state, now, th), _entered_la(state, window, th), recency)
             if la is None:

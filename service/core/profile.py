@@ -21,6 +21,7 @@ import yaml
 
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.durations import DurationError, parse_duration
+from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -43,16 +44,6 @@ _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
 class ProfileError(ValueError):
     """A profile that cannot be used; the message names the offending field."""
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """Lifecycle durations in milliseconds; `new_window <= silent_after < churn_after < dead_after`."""
-
-    new_window: int
-    silent_after: int
-    churn_after: int
-    dead_after: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +132,8 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProfileError(f"{source}: name: {name!r} must match {_NAME.pattern}")
     thresholds = _thresholds(data.get("lifecycle"), source)
-    idle_after = {
-        "silent": thresholds.silent_after,
-        "churned": thresholds.churn_after,
-        "dead": thresholds.dead_after,
-    }
     try:
-        triggers = parse_trigger_rules(data.get("triggers"), source, idle_after)
+        triggers = parse_trigger_rules(data.get("triggers"), source, idle_thresholds(thresholds))
     except TriggerRulesError as exc:
         raise ProfileError(str(exc)) from exc
     funnel = _funnel(data.get("funnel"), source)
@@ -185,16 +171,10 @@ def _thresholds(section: Any, source: str) -> Thresholds:
             values[key] = parse_duration(section[key])
         except DurationError as exc:
             raise ProfileError(f"{source}: lifecycle.{key}: {exc}") from exc
-        if values[key] <= 0:
-            raise ProfileError(f"{source}: lifecycle.{key}: must be positive")
-    t = Thresholds(**values)
-    if not t.new_window <= t.silent_after:
-        raise ProfileError(f"{source}: lifecycle.new_window: must be <= silent_after")
-    if not t.silent_after < t.churn_after:
-        raise ProfileError(f"{source}: lifecycle.churn_after: must be > silent_after")
-    if not t.churn_after < t.dead_after:
-        raise ProfileError(f"{source}: lifecycle.dead_after: must be > churn_after")
-    return t
+    try:
+        return validate_thresholds(Thresholds(**values))
+    except ThresholdsError as exc:
+        raise ProfileError(f"{source}: lifecycle.{exc}") from exc
 
 
 def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:

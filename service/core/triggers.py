@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 
 from service.core import counters as ctr
 from service.core.events import Event, parse_ts
-from service.core.profile import Profile, Thresholds
+from service.core.lifecycle import idle_after
+from service.core.profile import Profile
 from service.core.records import UserRecord
 from service.core.trigger_rules import QuietHours, TriggerRules
 
@@ -83,14 +84,10 @@ def in_holdout(user_id: str, percent: float) -> bool:
     return h % 10_000 < percent * 100
 
 
-def _threshold(th: Thresholds, state: str) -> int:
-    return {"silent": th.silent_after, "churned": th.churn_after, "dead": th.dead_after}[state]
-
-
 def recall_offsets(profile: Profile) -> list[int]:
     """Idle times at which a recall falls due: the sweep's range queries on `last_active`."""
     th = profile.thresholds
-    return [_threshold(th, r.state) + r.delay for r in profile.triggers.recall]
+    return [idle_after(r.state, th) + r.delay for r in profile.triggers.recall]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +105,7 @@ class TriggerPlan:
         th = profile.thresholds
         recalls = tuple(
             (
-                _threshold(th, r.state) + r.delay,
+                idle_after(r.state, th) + r.delay,
                 r.state,
                 {"state": r.state, "recall": r.recall, "tier": r.tier},
             )

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.core.durations import DAY_MS
-from service.core.profile import FunnelStage, Profile, Thresholds
+from service.core.lifecycle import Thresholds
+from service.core.profile import FunnelStage, Profile
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000

@@ -19,9 +19,9 @@ from service.core.batch import rfm_class
 from service.core.durations import DAY_MS
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
-from service.core.lifecycle import STATES, state_at
+from service.core.lifecycle import STATES, State, Thresholds, last_active_range, new_since, state_at
 from service.core.partitioning import partition_for
-from service.core.profile import Profile, Thresholds
+from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.segments import RFM_SEGMENTS
 from service.core.trigger_summary import trigger_summary
@@ -117,14 +117,15 @@ class Queries:
         th = thresholds or self.profile.thresholds
         channels = await self.channels_by_partition(_stored_channel(channel))
         pipe = self.redis.pipeline(transaction=False)
+        idle = [last_active_range(s, now, th) for s in (State.DEAD, State.CHURNED, State.SILENT)]
+        fresh = new_since(now, th)
         for k, chans in zip(self.parts, channels, strict=True):
             for ch in chans:
                 la = k.active(ch)
                 pipe.zcard(la)
-                pipe.zcount(la, "-inf", now - th.dead_after)
-                pipe.zcount(la, f"({now - th.dead_after}", now - th.churn_after)
-                pipe.zcount(la, f"({now - th.churn_after}", now - th.silent_after)
-                pipe.zcount(k.first(ch), f"({now - th.new_window}", "+inf")
+                for lo, hi in idle:
+                    pipe.zcount(la, "-inf" if lo is None else lo, "+inf" if hi is None else hi)
+                pipe.zcount(k.first(ch), fresh, "+inf")
         replies = await pipe.execute()
         total = dead = churned = silent = new = 0
         for i in range(0, len(replies), 5):

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
-from service.core.profile import Thresholds
+from service.core.lifecycle import Thresholds, change_offsets
 from service.core.records import UserRecord
 from service.storage.client import AnyRedis, as_text
 from service.storage.keys import PartitionKeys
@@ -217,11 +217,13 @@ class RedisStore:
         range queries, never a scan."""
         k = self.keys(partition)
         pipe = self.redis.pipeline(transaction=False)
-        idle = sorted({th.silent_after, th.churn_after, th.dead_after, *recall_offsets})
+        la_offsets, fs_offsets = change_offsets(th)
+        idle = sorted({*la_offsets, *recall_offsets})
         for ch in channels:
             for after in idle:
                 pipe.zrangebyscore(k.active(ch), f"({swept - after}", now - after)
-            pipe.zrangebyscore(k.first(ch), f"({swept - th.new_window}", now - th.new_window)
+            for after in fs_offsets:
+                pipe.zrangebyscore(k.first(ch), f"({swept - after}", now - after)
         pipe.zrangebyscore(k.due, "-inf", now)
         uids = sorted({as_text(u) for reply in await pipe.execute() for u in reply})
         if not uids:

@@ -23,9 +23,8 @@ from service.api.app import create_api
 from service.core.batch import apply_events
 from service.core.durations import DAY_MS, format_duration
 from service.core.events import Event
-from service.core.lifecycle import STATES, state_at
+from service.core.lifecycle import STATES, Thresholds, state_at
 from service.core.partitioning import partition_for
-from service.core.profile import Thresholds
 from service.dev.embedded import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore

@@ -31,7 +31,6 @@ from service.core.audiences import (
     after,
     channel_order,
     count_terms,
-    entered_at,
     la_intervals,
     matches,
     row_maker,
@@ -39,8 +38,8 @@ from service.core.audiences import (
     walk_index,
 )
 from service.core.batch import rfm_class
-from service.core.lifecycle import State, state_at
-from service.core.profile import FunnelStage, Profile, ProfileError, Rfm, Thresholds, parse_profile
+from service.core.lifecycle import State, Thresholds, entered_at, state_at
+from service.core.profile import FunnelStage, Profile, ProfileError, Rfm, parse_profile
 from service.core.records import UserRecord
 from service.core.segments import SEGMENT_KEYS
 

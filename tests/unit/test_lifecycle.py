@@ -8,8 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.lifecycle import INACTIVE, STATES, State, change_points, state_at, time_transitions
-from service.core.profile import Thresholds, load_profile, parse_profile
+from service.core.lifecycle import (
+    INACTIVE,
+    STATES,
+    State,
+    Thresholds,
+    ThresholdsError,
+    change_points,
+    classifier,
+    entered_at,
+    last_active_range,
+    new_since,
+    state_at,
+    time_transitions,
+    validate_thresholds,
+)
+from service.core.profile import load_profile, parse_profile
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -243,3 +257,46 @@ def test_a_user_who_never_comes_back_walks_the_whole_way() -> None:
     # the interval is open on the left, closed on the right
     assert time_transitions(0, 0, 0, DAY, t) == [(State.NEW, State.RETAINED)]
     assert time_transitions(0, 0, DAY, 2 * DAY - 1, t) == []
+
+
+@SETTINGS
+@given(thresholds(), user_times(), clock)
+def test_the_ranges_and_the_classifier_agree_with_the_definition(
+    t: Thresholds, times: tuple[int, int], now: int
+) -> None:
+    """Every derived form of the rule (index ranges, the export's classifier) gives `state_at`."""
+    first, last = times
+    state = state_at(first, last, now, t)
+    lo, hi = last_active_range(state, now, t)
+    assert (lo is None or lo <= last) and (hi is None or last <= hi)
+    inside = [
+        s
+        for s in (State.SILENT, State.CHURNED, State.DEAD, State.NEW)
+        if _in(last_active_range(s, now, t), last)
+    ]
+    assert inside == [state if state in INACTIVE else State.NEW]  # new and retained share one range
+    if state not in INACTIVE:
+        assert (state is State.NEW) == (first >= new_since(now, t))
+    assert classifier(now, t)(first, last) == (state.value, entered_at(first, last, state, t))
+
+
+def _in(bounds: tuple[int | None, int | None], x: int) -> bool:
+    lo, hi = bounds
+    return (lo is None or lo <= x) and (hi is None or x <= hi)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ((0, 2, 3, 4), "new_window"),
+        ((3, 2, 5, 9), "new_window"),
+        ((1, 2, 2, 9), "churn_after"),
+        ((1, 2, 5, 5), "dead_after"),
+        ((1, 2, 5, -1), "dead_after"),
+    ],
+)
+def test_thresholds_out_of_order_name_the_field(values: tuple[int, int, int, int], field: str) -> None:
+    with pytest.raises(ThresholdsError) as info:
+        validate_thresholds(Thresholds(*values))
+    assert info.value.field == field and str(info.value).startswith(field + ":")
+    assert validate_thresholds(Thresholds(1, 1, 2, 3)) == Thresholds(1, 1, 2, 3)
