@@ -8,7 +8,6 @@ passing of time. Neither reads a clock: the caller passes it.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,11 +29,6 @@ OTHER_TYPE = "other"
 REGISTRATION = "register"  # the event type that makes a user registered (payment rate's denominator)
 CHANNEL_COST = "channel_cost"  # acquisition cost of `channel` (amount); not a user's activity
 NEW_USER = "-"
-
-
-def event_digest(event_id: str) -> bytes:
-    """An 8-byte digest of an event id: what the de-duplication sets store."""
-    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
 def known_types(profile: Profile) -> frozenset[str]:

@@ -65,7 +65,7 @@ class PartitionKeys:
         return f"{self.tag}:outbox"
 
     def dedup(self, bucket: int) -> str:
-        """Set: 8-byte digests of the event ids whose ts falls in hour `bucket` (hours since epoch)."""
+        """Set: digests of the event ids whose ts falls in `bucket` (`service.core.dedup`)."""
         return f"{self.tag}:dd:{bucket}"
 
 

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
+from service.core.dedup import bucket_ttl_s
 from service.core.lifecycle import Thresholds, change_offsets
 from service.core.records import UserRecord
 from service.storage.client import AnyRedis, as_text
@@ -100,8 +101,7 @@ class RedisStore:
     def __init__(self, redis: AnyRedis, prefix: str, dedup_window_s: int) -> None:
         self.redis = redis
         self.prefix = prefix
-        # a bucket lives the window past its last write, plus the bucket's own hour
-        self.dedup_ttl_s = dedup_window_s + DEDUP_BUCKET_MS // 1000
+        self.dedup_ttl_s = bucket_ttl_s(dedup_window_s)
         self._commit = redis.register_script(COMMIT)
 
     def keys(self, partition: int) -> PartitionKeys:
@@ -313,11 +313,3 @@ def _add_counters(
     for name, fdelta in (sums or {}).items():
         if fdelta and math.isfinite(fdelta):
             b.add("HINCRBYFLOAT", k.counters, [name, repr(fdelta)])
-
-
-DEDUP_BUCKET_MS = 3_600_000
-
-
-def dedup_bucket(ts_ms: int) -> int:
-    """The hour of an event's ts: its id's de-duplication set (a duplicate has the same ts)."""
-    return ts_ms // DEDUP_BUCKET_MS

@@ -23,14 +23,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.core import counters as ctr
-from service.core.batch import apply_events, event_digest, sweep
+from service.core.batch import apply_events, sweep
 from service.core.cloudevents import encode as encode_trigger
+from service.core.dedup import dedup_bucket, event_digest
 from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
 from service.settings import Settings
-from service.storage.store import ConflictError, FencedError, OutboxEntry, RedisStore, dedup_bucket
+from service.storage.store import ConflictError, FencedError, OutboxEntry, RedisStore
 from service.worker.metrics import OUTCOMES, WorkerMetrics
 from service.worker.outage import Outage, backoff_delay
 from service.worker.topic_identity import BrokerUnavailable

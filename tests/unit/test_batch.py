@@ -20,7 +20,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from service.core.batch import BatchResult, apply_events, event_digest, sweep
+from service.core.batch import BatchResult, apply_events, sweep
+from service.core.dedup import bucket_ttl_s, dedup_bucket, event_digest
 from service.core.events import Event
 from service.core.lifecycle import State, state_at
 from service.core.profile import Profile, parse_profile
@@ -803,6 +804,12 @@ def test_only_activity_events_create_users_and_move_last_active(events: list[Eve
 
 
 # --- 7. de-duplication --------------------------------------------------------------------------------------
+
+
+def test_a_duplicate_is_looked_up_in_the_bucket_of_its_hour_and_remembered_past_the_window() -> None:
+    assert dedup_bucket(T0) == dedup_bucket(T0 + HOUR - 1) == T0 // HOUR
+    assert dedup_bucket(T0 + HOUR) == T0 // HOUR + 1
+    assert bucket_ttl_s(7 * 86_400) == 7 * 86_400 + 3_600  # written up to an hour before its last write
 
 
 def test_event_digests() -> None:

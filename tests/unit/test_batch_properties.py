@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.batch import apply_events, event_digest, sweep
+from service.core.batch import apply_events, sweep
+from service.core.dedup import event_digest
 from service.core.events import Event
 from service.core.lifecycle import state_at
 from service.core.profile import Profile, parse_profile
