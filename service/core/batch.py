@@ -147,7 +147,7 @@ def apply_events(
                 counts[ctr.transition(a, b)] += 1
                 _count_high_value(counts, rec, a, b, point, rfm)
             la = rec.last_active
-            if (rec.pending and rec.pending[0][0] <= tau) or (
+            if (rec.pending and rec.pending[0].due <= tau) or (
                 la + plan.first <= tau and la + plan.last > accounted
             ):
                 fire_due(uid, rec, accounted, tau, plan, tlog)
@@ -205,7 +205,7 @@ def apply_events(
             schedule(uid, rec, ev, tau, profile, True, tlog)
         elif ev.type in schedules:
             schedule(uid, rec, ev, tau, profile, False, tlog)
-        if rec.pending and rec.pending[0][0] <= tau:
+        if rec.pending and rec.pending[0].due <= tau:
             fire_due(uid, rec, tau, tau, plan, tlog)  # scheduled by a late event: already due
         counts[ctr.APPLIED] += 1
 

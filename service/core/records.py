@@ -9,12 +9,42 @@ event never count the same crossing twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 NO_CHANNEL = "-"
 _INT_DAYS = 1 << 63  # a longer activity bitmap (retention days past 62) is written as hex text
+
+
+class PendingTrigger(NamedTuple):
+    """A scheduled trigger (service.core.triggers), stored as `[due, id, kind, cause, extra]`.
+
+    Immutable: a change (a deferral) is a new entry. `extra` is never changed in place either.
+    """
+
+    due: int  # when it falls due (epoch ms)
+    id: str  # deterministic, so a replay schedules the same trigger
+    kind: str  # recall, renewal, expiry or onboarding
+    cause: int  # what it is about, checked again when due: last_active, policy end, or the event ts
+    extra: dict[str, Any]  # published data, plus `tier`, and `due`/`deferred` once deferred
+
+
+class FiredTrigger(NamedTuple):
+    """A trigger that fired (sent or held out), stored as `[id, kind, at, flags]`, kept for
+    attribution of the user's next events."""
+
+    id: str
+    kind: str
+    at: int  # when it fired
+    flags: int  # holdout, advisor and outcome bits (service.core.triggers)
+
+
+def _as_array(obj: Any) -> Any:
+    """orjson's fallback for the entries above: a JSON array, as they were always stored."""
+    if isinstance(obj, tuple):
+        return tuple(obj)
+    raise TypeError(f"{type(obj).__name__} is not part of a record")
 
 
 @dataclass(slots=True)
@@ -29,10 +59,10 @@ class UserRecord:
     counts: dict[str, int] = field(default_factory=dict)
     retained: int = 0  # bit i set: active on day retention_days[i] after the first-seen day
     # triggers (service.core.triggers); packed only when one of them is set
-    pending: list[list[Any]] = field(default_factory=list)  # scheduled: [due, id, kind, cause, extra]
+    pending: list[PendingTrigger] = field(default_factory=list)  # sorted by (due, id)
     sent: list[int] = field(default_factory=list)  # times of recent sends, for the frequency cap
     policies: dict[str, int] = field(default_factory=dict)  # policy id -> policy_end
-    recent: list[list[Any]] = field(default_factory=list)  # fired: [id, kind, at, flags]
+    recent: list[FiredTrigger] = field(default_factory=list)
     onboarding: int = 0  # when the onboarding window started (0: never)
     days: int = 0  # bit k: active on the first-seen day + k (service.core.retention)
 
@@ -55,6 +85,7 @@ class UserRecord:
             fields.append(self.days if self.days < _INT_DAYS else format(self.days, "x"))
         if self.pending or self.sent or self.policies or self.recent or self.onboarding:
             fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
+            return orjson.dumps(fields, default=_as_array)
         return orjson.dumps(fields)
 
     @classmethod
@@ -69,8 +100,12 @@ class UserRecord:
         if len(tail) in (1, 6):
             raw_days, *tail = tail
             days = raw_days if isinstance(raw_days, int) else int(raw_days, 16)
-        rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained, *tail)
+        rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
         rec.days = days
+        if tail:
+            pending, rec.sent, rec.policies, recent, rec.onboarding = tail
+            rec.pending = [PendingTrigger(*p) for p in pending]
+            rec.recent = [FiredTrigger(*r) for r in recent]
         return rec
 
     def copy(self) -> UserRecord:
@@ -84,10 +119,10 @@ class UserRecord:
             self.revenue,
             dict(self.counts),
             self.retained,
-            [list(p) for p in self.pending] if self.pending else [],
+            list(self.pending),  # entries are immutable
             list(self.sent),
             dict(self.policies),
-            [list(r) for r in self.recent] if self.recent else [],
+            list(self.recent),
             self.onboarding,
             self.days,
         )

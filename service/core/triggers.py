@@ -19,20 +19,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from service.core import counters as ctr
 from service.core.events import Event, parse_ts
 from service.core.lifecycle import idle_after
 from service.core.profile import Profile
-from service.core.records import UserRecord
+from service.core.records import FiredTrigger, PendingTrigger, UserRecord
 from service.core.trigger_rules import QuietHours, TriggerRules
 
 RECENT_KEPT = 8  # fired triggers kept per user (until the user's next event after their
 # attribution window), for attribution and GET /users/{id}/triggers
 
-# outcome flags of a fired trigger (bits of `recent[i][3]`)
+# outcome flags of a fired trigger (bits of `FiredTrigger.flags`)
 HOLDOUT = 1
 ADVISOR = 2
 OUTCOME_BITS = {
@@ -90,13 +90,21 @@ def recall_offsets(profile: Profile) -> list[int]:
     return [idle_after(r.state, th) + r.delay for r in profile.triggers.recall]
 
 
+class RecallPoint(NamedTuple):
+    """A recall rule as the plan uses it: due `offset` after `last_active`."""
+
+    offset: int  # the state's idle threshold plus the rule's delay
+    state: str
+    extra: dict[str, Any]  # the published data (state, recall, tier); copied into each entry
+
+
 @dataclass(frozen=True, slots=True)
 class TriggerPlan:
     """The profile's trigger rules, prepared once per batch: the hot path asks one question
     per event ("can anything be due?") before doing any work."""
 
     profile: Profile
-    recalls: tuple[tuple[int, str, dict[str, Any]], ...]  # (idle time, state, extra)
+    recalls: tuple[RecallPoint, ...]
     first: int  # smallest idle time of a recall (a huge number when there is none)
     last: int
 
@@ -104,14 +112,14 @@ class TriggerPlan:
     def of(cls, profile: Profile) -> TriggerPlan:
         th = profile.thresholds
         recalls = tuple(
-            (
+            RecallPoint(
                 idle_after(r.state, th) + r.delay,
                 r.state,
                 {"state": r.state, "recall": r.recall, "tier": r.tier},
             )
             for r in profile.triggers.recall
         )
-        offsets = [r[0] for r in recalls]
+        offsets = [r.offset for r in recalls]
         return cls(profile, recalls, min(offsets, default=_NEVER), max(offsets, default=_NEVER))
 
 
@@ -122,34 +130,34 @@ def fire_due(uid: str, rec: UserRecord, after: int, until: int, plan: TriggerPla
     """Fire what fell due in `(after, until]`: derived recalls, and every pending entry due by `until`."""
     la = rec.last_active
     pending = rec.pending  # kept sorted by (due, id): pending[0] is the next one due
-    if (la + plan.first > until or la + plan.last <= after) and not (pending and pending[0][0] <= until):
+    if (la + plan.first > until or la + plan.last <= after) and not (pending and pending[0].due <= until):
         return
-    items: list[list[Any]] = []
+    items: list[PendingTrigger] = []
     for offset, state, extra in plan.recalls:
         point = la + offset
         if after < point <= until:
             tid = trigger_id("recall", uid, f"{state}|{la}")
-            items.append([point, tid, "recall", la, dict(extra)])
+            items.append(PendingTrigger(point, tid, "recall", la, dict(extra)))
     profile = plan.profile
     rules = profile.triggers
     while True:
-        due_now = [p for p in rec.pending if p[0] <= until]
+        due_now = [p for p in rec.pending if p.due <= until]
         if not items and not due_now:
             rec.pending.sort(key=_due_order)
             return
-        rec.pending = [p for p in rec.pending if p[0] > until]
+        rec.pending = [p for p in rec.pending if p.due > until]
         batch = sorted(items + due_now, key=_due_order)
         items = []
         for entry in batch:
             _decide(uid, rec, entry, rules, profile, log)
 
 
-def _due_order(entry: list[Any]) -> tuple[int, str]:
-    return entry[0], entry[1]
+def _due_order(entry: PendingTrigger) -> tuple[int, str]:
+    return entry.due, entry.id
 
 
 def _decide(
-    uid: str, rec: UserRecord, entry: list[Any], rules: TriggerRules, profile: Profile, log: TriggerLog
+    uid: str, rec: UserRecord, entry: PendingTrigger, rules: TriggerRules, profile: Profile, log: TriggerLog
 ) -> None:
     at, tid, kind, cause, extra = entry
     channel = rec.channel
@@ -163,7 +171,8 @@ def _decide(
         resume = quiet_end(at, rules.quiet)
         if resume is not None:
             first_due = extra.get("due", at)
-            rec.pending.append([resume, tid, kind, cause, {**extra, "due": first_due, "deferred": True}])
+            deferred = {**extra, "due": first_due, "deferred": True}
+            rec.pending.append(PendingTrigger(resume, tid, kind, cause, deferred))
             counts[ctr.trigger(kind, channel, "deferred")] += 1
             return
     if rules.cap_max is not None:
@@ -176,7 +185,7 @@ def _decide(
     threshold = rules.advisor_revenue if rules.advisor_revenue is not None else profile.rfm.monetary
     advisor = rec.revenue >= threshold
     flags = (HOLDOUT if holdout else 0) | (ADVISOR if advisor else 0)
-    rec.recent.append([tid, kind, at, flags])
+    rec.recent.append(FiredTrigger(tid, kind, at, flags))
     del rec.recent[:-RECENT_KEPT]
     counts[ctr.trigger(kind, channel, "held_out" if holdout else "sent")] += 1
     data = {k: v for k, v in extra.items() if k not in ("tier", "deferred", "due")}
@@ -187,7 +196,7 @@ def _decide(
     )
 
 
-def _suppressed(rec: UserRecord, kind: str, cause: Any, extra: dict[str, Any]) -> bool:
+def _suppressed(rec: UserRecord, kind: str, cause: int, extra: dict[str, Any]) -> bool:
     if kind == "recall":
         return bool(rec.last_active != cause)  # came back meanwhile (or a later idle period)
     if kind in ("renewal", "expiry"):
@@ -222,8 +231,8 @@ def schedule(
     """What an applied event schedules or cancels: renewal reminders, expiry, onboarding."""
     rules = profile.triggers
     if revenue:
-        if rec.pending and any(p[2] == "onboarding" for p in rec.pending):
-            rec.pending = [p for p in rec.pending if p[2] != "onboarding"]
+        if rec.pending and any(p.kind == "onboarding" for p in rec.pending):
+            rec.pending = [p for p in rec.pending if p.kind != "onboarding"]
             log.counts[ctr.trigger("onboarding", rec.channel, "suppressed")] += 1
         props = ev.properties
         pid = props.get("policy_id") if props else None
@@ -239,7 +248,9 @@ def schedule(
         due = ev.ts + rules.onboarding_window
         key = str(ev.ts)
         extra = {"tier": rules.onboarding_tier, "after": ev.type}
-        rec.pending.append([due, trigger_id("onboarding", uid, key), "onboarding", ev.ts, extra])
+        rec.pending.append(
+            PendingTrigger(due, trigger_id("onboarding", uid, key), "onboarding", ev.ts, extra)
+        )
         rec.pending.sort(key=_due_order)
 
 
@@ -250,8 +261,8 @@ def _policy(
     end = parse_ts(raw_end) if raw_end is not None else None
     kept = []
     for p in rec.pending:
-        if p[2] in ("renewal", "expiry") and p[4].get("policy_id") == pid:
-            log.counts[ctr.trigger(p[2], rec.channel, "cancelled")] += 1
+        if p.kind in ("renewal", "expiry") and p.extra.get("policy_id") == pid:
+            log.counts[ctr.trigger(p.kind, rec.channel, "cancelled")] += 1
         else:
             kept.append(p)
     rec.pending = kept
@@ -265,10 +276,12 @@ def _policy(
             days = offset // 86_400_000
             extra = {"tier": rules.renewal_tier, "policy_id": pid, "policy_end": end, "days_before": days}
             tid = trigger_id("renewal", uid, f"{pid}|{end}|{offset}")
-            rec.pending.append([due, tid, "renewal", end, extra])
+            rec.pending.append(PendingTrigger(due, tid, "renewal", end, extra))
     if end > tau:
         extra = {"tier": rules.expiry_tier, "policy_id": pid, "policy_end": end}
-        rec.pending.append([end, trigger_id("expiry", uid, f"{pid}|{end}"), "expiry", end, extra])
+        rec.pending.append(
+            PendingTrigger(end, trigger_id("expiry", uid, f"{pid}|{end}"), "expiry", end, extra)
+        )
     rec.pending.sort(key=_due_order)
 
 
@@ -279,10 +292,9 @@ def attribute(
     order within the attribution window after it (each outcome counted once per trigger)."""
     named = ev.properties.get("trigger_id") if ev.properties else None
     outcome_bit = OUTCOME_BITS.get(ev.type)
-    if rec.recent[0][2] + window < ev.ts:  # nothing can be attributed to those any more
-        rec.recent = [item for item in rec.recent if item[2] + window >= ev.ts]
-    for item in rec.recent:
-        tid, kind, at, flags = item
+    if rec.recent[0].at + window < ev.ts:  # nothing can be attributed to those any more
+        rec.recent = [item for item in rec.recent if item.at + window >= ev.ts]
+    for i, (tid, kind, at, flags) in enumerate(rec.recent):
         if not at <= ev.ts <= at + window:
             continue
         add = 0
@@ -295,7 +307,7 @@ def attribute(
         new = add & ~flags
         if not new:
             continue
-        item[3] = flags | new
+        rec.recent[i] = FiredTrigger(tid, kind, at, flags | new)
         group = "holdout" if flags & HOLDOUT else "treated"
         for name, bit in OUTCOME_BITS.items():
             if new & bit:
@@ -304,7 +316,7 @@ def attribute(
 
 def next_due(rec: UserRecord) -> int | None:
     """The earliest pending due time: the user's score in the partition's due index."""
-    return rec.pending[0][0] if rec.pending else None
+    return rec.pending[0].due if rec.pending else None
 
 
 def describe(rec: UserRecord) -> dict[str, Any]:
@@ -316,7 +328,7 @@ def describe(rec: UserRecord) -> dict[str, Any]:
             "due": due,
             **{k: v for k, v in extra.items() if k != "due"},
         }
-        for due, tid, kind, _cause, extra in sorted(rec.pending, key=lambda p: (p[0], p[1]))
+        for due, tid, kind, _cause, extra in sorted(rec.pending, key=_due_order)
     ]
     fired = []
     for tid, kind, at, flags in rec.recent:

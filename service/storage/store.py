@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
@@ -21,8 +21,23 @@ from service.storage.client import AnyRedis, as_text
 from service.storage.keys import PartitionKeys
 from service.storage.scripts import COMMIT, MAX_ARGS_PER_CALL
 
-OutboxEntry = tuple[str, str, bytes]
-"""A fired trigger for the outbox: (trigger id, user id, CloudEvent JSON)."""
+
+class OutboxEntry(NamedTuple):
+    """A fired trigger to add to the partition's outbox with the batch's commit."""
+
+    trigger_id: str
+    user_id: str
+    cloudevent: bytes  # the CloudEvent JSON published to the triggers topic
+
+
+class OutboxItem(NamedTuple):
+    """An entry as read back from the outbox stream, for the relay."""
+
+    stream_id: str  # its position in the stream: what the relay trims up to
+    user_id: str
+    cloudevent: bytes
+
+
 META_FIELDS = ("gen", "offset", "swept", "wm", "log")
 
 
@@ -254,11 +269,11 @@ class RedisStore:
         b.add("HSET", k.meta, ["swept", now])
         await self._run(b, meta)
 
-    async def outbox_read(self, partition: int, count: int) -> list[tuple[str, str, bytes]]:
-        """The oldest `count` entries of the partition's outbox: (stream id, user id, CloudEvent)."""
+    async def outbox_read(self, partition: int, count: int) -> list[OutboxItem]:
+        """The oldest `count` entries of the partition's outbox."""
         raw = await self.redis.xrange(self.keys(partition).outbox, "-", "+", count=count)
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], raw or [])
-        return [(as_text(sid), as_text(fields[b"u"]), fields[b"ce"]) for sid, fields in entries]
+        return [OutboxItem(as_text(sid), as_text(fields[b"u"]), fields[b"ce"]) for sid, fields in entries]
 
     async def outbox_trim(self, partition: int, through: str) -> None:
         """Drop the outbox entries up to and including stream id `through` (relayed)."""

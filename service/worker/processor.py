@@ -133,7 +133,8 @@ class PartitionProcessor:
     def _outbox(self, fired: Sequence[Fired]) -> list[OutboxEntry]:
         s = self.settings
         return [
-            (f.id, f.user_id, encode_trigger(f, s.triggers_source, s.triggers_type_prefix)) for f in fired
+            OutboxEntry(f.id, f.user_id, encode_trigger(f, s.triggers_source, s.triggers_type_prefix))
+            for f in fired
         ]
 
     async def process(self, partition: int, messages: Sequence[Message]) -> BatchStats:

@@ -21,7 +21,7 @@ from service.core.batch import apply_events, sweep
 from service.core.cloudevents import trigger_cloudevent
 from service.core.events import Event
 from service.core.profile import Profile, ProfileError, parse_profile
-from service.core.records import UserRecord
+from service.core.records import FiredTrigger, PendingTrigger, UserRecord
 from service.core.trigger_rules import QuietHours
 from service.core.triggers import Fired, describe, in_holdout, quiet_end, recall_offsets, trigger_id
 from tests.unit.test_batch import DAY, FUNNEL, HOUR, LIFECYCLE, T0, Store, histories, in_batches
@@ -284,10 +284,17 @@ def test_record_with_triggers_round_trips_and_plain_records_stay_short() -> None
     assert plain.pack().count(b",") == 8
     full = UserRecord(
         T0, T0, T0, "ads", 1, 2, 3.5, {"order": 2}, 1,
-        pending=[[T0 + DAY, "id", "renewal", T0, {"policy_id": "P"}]],
-        sent=[T0], policies={"P": T0 + DAY}, recent=[["x", "recall", T0, 5]], onboarding=T0,
+        pending=[PendingTrigger(T0 + DAY, "id", "renewal", T0, {"policy_id": "P"})],
+        sent=[T0], policies={"P": T0 + DAY}, recent=[FiredTrigger("x", "recall", T0, 5)], onboarding=T0,
     )  # fmt: skip
     assert UserRecord.unpack(full.pack()) == full
+    # entries are stored as plain JSON arrays, as they always were: existing state reads the same
+    stored = (
+        f'[{T0},{T0},{T0},"ads",1,2,3.5,{{"order":2}},1,'
+        f'[[{T0 + DAY},"id","renewal",{T0},{{"policy_id":"P"}}]],'
+        f'[{T0}],{{"P":{T0 + DAY}}},[["x","recall",{T0},5]],{T0}]'
+    ).encode()
+    assert full.pack() == stored and UserRecord.unpack(stored) == full
 
 
 def test_cloudevent_of_a_fired_trigger() -> None:
@@ -406,7 +413,9 @@ def test_range_queries_find_every_user_with_a_trigger_due(
 
 def test_apply_events_leaves_the_stored_records_untouched() -> None:
     stored = {
-        "u": UserRecord(T0, T0, T0, pending=[[T0 + DAY, "x", "onboarding", T0, {"tier": "t", "after": "r"}]])
+        "u": UserRecord(
+            T0, T0, T0, pending=[PendingTrigger(T0 + DAY, "x", "onboarding", T0, {"tier": "t", "after": "r"})]
+        )
     }
     before = stored["u"].pack()
     apply_events(stored, [ev("a", "u", T0 + 2 * DAY)], T0, PLAIN)
