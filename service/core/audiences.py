@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms
-from service.core.batch import rfm_class
 from service.core.lifecycle import (
     INACTIVE,
     State,
@@ -40,6 +39,7 @@ from service.core.lifecycle import (
 from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.segments import RFM_SEGMENTS, SEGMENT_KEYS
+from service.core.value import rfm_class
 
 NEG_INF = -(2**62)
 POS_INF = 2**62

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Mapping
 
+from service.core import counters as ctr
+from service.core.gaps import gap_bucket
 from service.core.profile import FunnelStage
+from service.core.records import UserRecord
+
+REGISTRATION = "register"  # the event type that makes a user registered (payment rate's denominator)
 
 
 def furthest_stage(counts: Mapping[str, int], funnel: tuple[FunnelStage, ...]) -> int:
@@ -20,6 +26,34 @@ def furthest_stage(counts: Mapping[str, int], funnel: tuple[FunnelStage, ...]) -
         if counts.get(stage.event, 0) >= stage.nth:
             reached = i
     return reached
+
+
+def count_step(
+    rec: UserRecord,
+    etype: str,
+    ts: int,
+    funnel: tuple[FunnelStage, ...],
+    funnel_events: frozenset[str],
+    counts: Counter[str],
+    conversions: list[tuple[int, int]],
+) -> None:
+    """An event of a type the funnel (or registration) counts, for an existing user.
+    Counts: `registered` on the first registration; `stage` and `time_to_convert` for each
+    stage newly reached, whose (stage, ms since first seen) also goes to `conversions`."""
+    seen_before = rec.counts.get(etype, 0)
+    rec.counts[etype] = seen_before + 1
+    if etype == REGISTRATION and not seen_before:
+        counts[ctr.registered(rec.channel)] += 1
+    if etype in funnel_events and rec.stage < len(funnel) - 1:  # at the last stage: nothing to reach
+        reached = furthest_stage(rec.counts, funnel)
+        for k in range(rec.stage + 1, reached + 1):
+            counts[ctr.stage(rec.channel, k)] += 1
+            since_first = ts - rec.first_seen
+            bucket = gap_bucket(since_first)
+            counts[ctr.time_to_convert(k, -1 if bucket is None else bucket)] += 1
+            conversions.append((k, since_first))
+        if reached > rec.stage:
+            rec.stage = reached
 
 
 def conversion(users: list[int]) -> list[float | None]:

@@ -15,7 +15,6 @@ from typing import Any
 
 from service.core import counters as ctr
 from service.core import indicators as ind
-from service.core.batch import rfm_class
 from service.core.durations import DAY_MS
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
@@ -26,6 +25,7 @@ from service.core.records import NO_CHANNEL, UserRecord
 from service.core.segments import RFM_SEGMENTS
 from service.core.trigger_summary import trigger_summary
 from service.core.triggers import describe
+from service.core.value import rfm_class
 from service.storage.client import AnyRedis, as_text
 from service.storage.keys import PartitionKeys, all_partitions
 

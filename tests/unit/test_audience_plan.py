@@ -37,11 +37,11 @@ from service.core.audiences import (
     segment_of,
     walk_index,
 )
-from service.core.batch import rfm_class
 from service.core.lifecycle import State, Thresholds, entered_at, state_at
 from service.core.profile import FunnelStage, Profile, ProfileError, Rfm, parse_profile
 from service.core.records import UserRecord
 from service.core.segments import SEGMENT_KEYS
+from service.core.value import rfm_class
 
 D = 1000  # one "day" in these tests' milliseconds: small numbers, many collisions
 STAGES = ("visit", "register", "verify", "first_order", "repurchase")
