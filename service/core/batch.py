@@ -16,7 +16,7 @@ from service.core import counters as ctr
 from service.core.acquisition import first_sight, move_channel
 from service.core.durations import DAY_MS
 from service.core.events import Event
-from service.core.funnel import REGISTRATION, count_step
+from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
 from service.core.indexes import IndexChanges
 from service.core.lifecycle import Thresholds, state_at, timed_transitions
@@ -65,7 +65,7 @@ class _Rules:
     rfm: Rfm
     retention: RetentionRule
     funnel: tuple[FunnelStage, ...]
-    funnel_events: frozenset[str]
+    steps: dict[str, frozenset[int]]  # funnel event type -> counts that complete a stage
     counted_types: frozenset[str]  # funnel events and registration: counted per user
     revenue_types: frozenset[str]
     schedules: frozenset[str]  # event types that schedule onboarding
@@ -85,7 +85,7 @@ class _Rules:
             profile.rfm,
             retention,
             profile.funnel,
-            profile.funnel_events,
+            stage_steps(profile.funnel),
             profile.funnel_events | {REGISTRATION},
             profile.revenue_types,
             trig.onboarding_after if trig.onboarding_enabled else frozenset(),
@@ -168,7 +168,7 @@ def apply_events(
                 dirty_first.add(uid)
 
         if ev.type in counted_types:
-            count_step(rec, ev.type, ts, rules.funnel, rules.funnel_events, counts, out.conversions)
+            count_step(rec, ev.type, ts, rules.funnel, rules.steps, counts, out.conversions)
         if ev.type in revenue_types:
             added = count_order(rec, ev.amount, ts, rules.rfm, counts)
             if added:

@@ -28,32 +28,44 @@ def furthest_stage(counts: Mapping[str, int], funnel: tuple[FunnelStage, ...]) -
     return reached
 
 
+def stage_steps(funnel: tuple[FunnelStage, ...]) -> dict[str, frozenset[int]]:
+    """For each funnel event type, the occurrence counts at which it completes a stage: only
+    then can an event of that type move the user's stage."""
+    steps: dict[str, set[int]] = {}
+    for stage in funnel:
+        steps.setdefault(stage.event, set()).add(stage.nth)
+    return {event: frozenset(nths) for event, nths in steps.items()}
+
+
 def count_step(
     rec: UserRecord,
     etype: str,
     ts: int,
     funnel: tuple[FunnelStage, ...],
-    funnel_events: frozenset[str],
+    steps: Mapping[str, frozenset[int]],
     counts: Counter[str],
     conversions: list[tuple[int, int]],
 ) -> None:
-    """An event of a type the funnel (or registration) counts, for an existing user.
-    Counts: `registered` on the first registration; `stage` and `time_to_convert` for each
-    stage newly reached, whose (stage, ms since first seen) also goes to `conversions`."""
-    seen_before = rec.counts.get(etype, 0)
-    rec.counts[etype] = seen_before + 1
-    if etype == REGISTRATION and not seen_before:
+    """An event of a type the funnel (or registration) counts, for an existing user; `steps`
+    is `stage_steps(funnel)`. Counts: `registered` on the first registration; `stage` and
+    `time_to_convert` for each stage newly reached, whose (stage, ms since first seen) also
+    goes to `conversions`."""
+    seen = rec.counts.get(etype, 0) + 1
+    rec.counts[etype] = seen
+    if etype == REGISTRATION and seen == 1:
         counts[ctr.registered(rec.channel)] += 1
-    if etype in funnel_events and rec.stage < len(funnel) - 1:  # at the last stage: nothing to reach
-        reached = furthest_stage(rec.counts, funnel)
-        for k in range(rec.stage + 1, reached + 1):
-            counts[ctr.stage(rec.channel, k)] += 1
-            since_first = ts - rec.first_seen
-            bucket = gap_bucket(since_first)
-            counts[ctr.time_to_convert(k, -1 if bucket is None else bucket)] += 1
-            conversions.append((k, since_first))
-        if reached > rec.stage:
-            rec.stage = reached
+    nths = steps.get(etype)
+    if nths is None or seen not in nths:  # no stage completes at this count: the stage stays
+        return
+    reached = furthest_stage(rec.counts, funnel)
+    for k in range(rec.stage + 1, reached + 1):
+        counts[ctr.stage(rec.channel, k)] += 1
+        since_first = ts - rec.first_seen
+        bucket = gap_bucket(since_first)
+        counts[ctr.time_to_convert(k, -1 if bucket is None else bucket)] += 1
+        conversions.append((k, since_first))
+    if reached > rec.stage:
+        rec.stage = reached
 
 
 def conversion(users: list[int]) -> list[float | None]:
