@@ -28,7 +28,8 @@ from service.dev.embedded import RedisServer
 from service.dev.generator import generate
 from service.settings import Settings
 from service.storage.store import RedisStore
-from service.worker.processor import Outgoing, PartitionProcessor
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor
 
 START_MS = 1_700_000_000_000
 

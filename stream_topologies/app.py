@@ -22,6 +22,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from service.core.intake import Message
 from service.kafka.options import aiokafka_options, faust_credentials, kafka_python_options
 from service.kafka.tail import last_header_values
 from service.settings import Settings
@@ -29,7 +30,8 @@ from service.storage.client import AnyRedis, redis_client
 from service.storage.store import RedisStore, StoreError
 from service.worker.metrics import WorkerMetrics
 from service.worker.outage import backoff_delay
-from service.worker.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor, RepositionRequired
 from service.worker.topic_identity import BrokerUnavailable, TopicIdentity
 
 log = logging.getLogger(__name__)

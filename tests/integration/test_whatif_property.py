@@ -29,7 +29,8 @@ from service.core.profile import Thresholds
 from service.dev.embedded import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
-from service.worker.processor import Outgoing, PartitionProcessor
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor
 
 pytestmark = pytest.mark.integration
 
