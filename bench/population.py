@@ -23,7 +23,8 @@ from service.core.durations import DAY_MS
 from service.dev.embedded import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
-from service.worker.processor import Outgoing, PartitionProcessor
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor
 
 
 class _NoSink:

@@ -1,7 +1,8 @@
-"""The worker's batch step for one partition: decode, read, apply, dead-letter, commit.
+"""The worker's batch step for one partition: decode, read, sort, apply, dead-letter, commit.
 
-This is the imperative shell around `service.core.batch`: two Redis round trips per
-batch (load, commit) whatever its size, and no per-event awaits. Dead letters and
+This is the imperative shell around `service.core.intake` (what each message is) and
+`service.core.batch` (what the fresh events change): two Redis round trips per batch
+(a `BatchTransaction`'s snapshot and commit) whatever its size, and no per-event awaits. Dead letters and
 misrouted events are acknowledged by the broker *before* the commit, so a crash can
 duplicate them (harmless: ids) but never lose them; the commit stores the applied
 offset, so a replay after a crash is skipped.
@@ -12,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
-import orjson
 from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -25,60 +23,22 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.core import counters as ctr
 from service.core.batch import apply_events, sweep
 from service.core.cloudevents import encode as encode_trigger
-from service.core.dedup import dedup_bucket, event_digest
-from service.core.events import MAX_TS_MS, Event, Rejected, decode_message
-from service.core.partitioning import partition_for
+from service.core.dedup import dedup_bucket
+from service.core.events import MAX_TS_MS
+from service.core.intake import Message, decode_batch, sort_batch
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
 from service.settings import Settings
 from service.storage.store import ConflictError, FencedError, OutboxEntry, RedisStore
+from service.worker.claims import Claims, LogIdentity
 from service.worker.metrics import OUTCOMES, WorkerMetrics
 from service.worker.outage import Outage, backoff_delay
+from service.worker.outgoing import OUTBOX_HEADER, Outgoing, Sink, dead_letter, rerouted
+from service.worker.partition import Partition, Partitions
 from service.worker.topic_identity import BrokerUnavailable
+from service.worker.transaction import BatchTransaction, check_fence
 
 log = logging.getLogger(__name__)
-
-
-Message = tuple[int, bytes | None, bytes | None]
-"""A consumed Kafka message: (offset, key, value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message the worker must get acknowledged before it commits."""
-
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    partition: int | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-class LogIdentity(Protocol):
-    """Which log the events topic is now (its topic id; None if the broker does not say)."""
-
-    async def __call__(self) -> str | None: ...
-
-    def forget(self) -> None:
-        """Drop any cached answer: the next call asks the broker."""
-        ...
-
-
-class Sink(Protocol):
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None: ...
-
-    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
-        """Values of `header` on the partition's most recent messages (the relay's position)."""
-        ...
-
-
-OUTBOX_HEADER = "x-outbox-id"
-
-
-class RepositionRequired(RuntimeError):
-    """A partition was re-based outside a rebalance: the consumer's position numbers the old
-    log, so events of the new one may already be behind it. The worker exits; the next
-    assignment starts the partition from Redis's position (`PartitionProcessor.assigned`)."""
 
 
 @dataclass(slots=True)
@@ -104,6 +64,7 @@ class PartitionProcessor:
         wall_clock: Callable[[], float] = time.time,
         is_assigned: Callable[[int], bool] = lambda partition: True,
         log_id: LogIdentity | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -112,23 +73,18 @@ class PartitionProcessor:
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.is_assigned = is_assigned  # Kafka's word on who owns a partition: the arbiter of fencing
-        self.log_id = log_id  # the events topic's id; None: offsets are trusted to number one log
         self.outage = Outage(metrics.redis_unavailable if metrics else None)
-        self._last_offset: dict[int, int] = {}  # last offset handed to `process` since the claim
-        self.owned: dict[int, str] = {}
-        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._relay_synced: set[int] = set()
-        self._new_log: set[int] = set()  # re-based on assignment; no batch from offset 0 yet
+        self.partitions = partitions if partitions is not None else Partitions()
+        self.claims = Claims(store, self.partitions, log_id, metrics)
         self._recall_offsets = recall_offsets(profile)
 
     def release(self, partition: int) -> None:
-        """Forget ownership (partition revoked); the next batch claims it anew."""
-        self.owned.pop(partition, None)
-        self._relay_synced.discard(partition)
-        self._new_log.discard(partition)
-        self._last_offset.pop(partition, None)
-        if self.log_id is not None:
-            self.log_id.forget()
+        """Forget ownership (fenced, offsets went back); the next batch claims it anew."""
+        self.claims.release(partition)
+
+    def revoke(self, partition: int) -> None:
+        """Kafka revoked the partition: forget ownership and position until it is assigned again."""
+        self.claims.revoke(partition)
 
     def _outbox(self, fired: Sequence[Fired]) -> list[OutboxEntry]:
         s = self.settings
@@ -147,8 +103,9 @@ class PartitionProcessor:
         from a stale claim, so we claim again and retry: our consumer has moved past these
         messages and nobody else would apply them.
         """
+        part = self.partitions[partition]
         if messages:
-            last = self._last_offset.get(partition)
+            last = part.last_offset
             if last is not None and messages[0][0] <= last:
                 # Within one ownership offsets only grow: the log itself went back. Claiming
                 # again re-checks which log the stored offsets belong to before any is skipped.
@@ -160,14 +117,14 @@ class PartitionProcessor:
                     messages[0][0],
                 )
                 self.release(partition)
-            self._last_offset[partition] = messages[-1][0]
+            part.last_offset = messages[-1][0]
         started = time.perf_counter()
         fences = 0
         broker_attempts = 0
         while True:
             try:
-                async with self._locks[partition]:
-                    stats = await self._process_once(partition, messages)
+                async with part.lock:
+                    stats = await self._process_once(part, messages)
                 self.outage.recovered()
                 break
             except FencedError as exc:
@@ -206,89 +163,54 @@ class PartitionProcessor:
                     m.events.labels(outcome).inc(value)
         return stats
 
-    async def _process_once(self, partition: int, messages: Sequence[Message]) -> BatchStats:
+    async def _process_once(self, part: Partition, messages: Sequence[Message]) -> BatchStats:
         settings = self.settings
-        if partition not in self.owned and not self.is_assigned(partition):
+        partition = part.number
+        if not part.claimed and not self.is_assigned(partition):
             # Revoked while this batch was in hand. Safe to drop: every assignment starts
             # the partition at the offset after Redis's applied one (`assigned`).
             log.info("partition %d: no longer assigned, dropping a batch in hand", partition)
             return BatchStats(fenced=True)
-        if partition in self._new_log and messages:
+        if part.new_log and messages:
             if messages[0][0] > 0:
                 # Still from the old log (a memory-only broker keeps the group generation
                 # across its restart, so Faust cannot tell): the new one is read from 0.
                 log.info("partition %d: dropping a batch of the old log after its re-base", partition)
                 return BatchStats(fenced=True)
-            self._new_log.discard(partition)
-        gen = await self._owner_generation(partition, messages[0][0] if messages else None)
+            part.new_log = False
+        gen = await self._owner_generation(part, messages[0][0] if messages else None)
         max_ts = (
             int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
         )
-        n_parts = settings.partitions
-        decoded: list[tuple[int, bytes | None, list[tuple[Event, bytes]], list[Rejected]]] = []
-        owner: dict[str, int] = {}
-        digests: dict[int, list[bytes]] = defaultdict(list)
-        for offset, key, value in messages:
-            events, rejected = decode_message(value, max_ts=max_ts)
-            items = []
-            for ev in events:
-                digest = event_digest(ev.event_id)
-                items.append((ev, digest))
-                if ev.user_id not in owner:
-                    owner[ev.user_id] = partition_for(ev.user_id, n_parts)
-                digests[dedup_bucket(ev.ts)].append(digest)
-            decoded.append((offset, key, items, rejected))
-
-        mine = [uid for uid, p in owner.items() if p == partition]
+        batch = decode_batch(messages, settings.partitions, max_ts, dedup_bucket)
+        tx = BatchTransaction(self.store, partition, gen)
         started = time.perf_counter()
-        snap = await self.store.load(partition, mine, digests)
+        snap = await tx.begin(batch.users_of(partition), batch.digests)
         if self.metrics:
             self.metrics.redis_load.observe(time.perf_counter() - started)
-        if snap.meta.gen != gen:
-            raise FencedError(f"owner generation is {snap.meta.gen!r}, ours is {gen!r}")
         applied_offset = snap.meta.applied_offset
-        stats = BatchStats()
-        fresh: list[Event] = []
-        new_digests: dict[int, list[bytes]] = defaultdict(list)
-        seen = snap.seen
-        outgoing: list[Outgoing] = []
-        misrouted: dict[int, list[Event]] = defaultdict(list)
-        last_offset = applied_offset
-        for offset, key, items, rejected in decoded:
-            if offset <= applied_offset:
-                stats.replayed += len(items) + len(rejected)
-                continue
-            last_offset = max(last_offset, offset)
-            for bad in rejected:
-                outgoing.append(self._dead_letter(partition, offset, key, bad))
-            stats.rejected += len(rejected)
-            for ev, digest in items:
-                target = owner[ev.user_id]
-                if target != partition:
-                    misrouted[target].append(ev)
-                elif digest in seen:
-                    stats.duplicates += 1
-                else:
-                    seen.add(digest)
-                    new_digests[dedup_bucket(ev.ts)].append(digest)
-                    fresh.append(ev)
-        if last_offset == applied_offset:
+        intake = sort_batch(batch, partition, applied_offset, snap.seen, dedup_bucket)
+        stats = BatchStats(
+            duplicates=intake.duplicates,
+            rejected=intake.rejected,
+            misrouted=intake.misrouted_count,
+            replayed=intake.replayed,
+        )
+        if intake.last_offset == applied_offset:
+            tx.complete_unchanged()
             return stats  # everything was already applied: a replay after a crash
 
-        for target, evs in misrouted.items():
-            stats.misrouted += len(evs)
-            outgoing.append(
-                Outgoing(
-                    settings.events_topic,
-                    orjson.dumps([e.to_json() for e in evs]),
-                    evs[0].user_id.encode(),
-                    target,
-                    [("x-rerouted-from", str(partition).encode())],
-                )
-            )
+        outgoing = [
+            dead_letter(settings.dlq_topic, settings.events_topic, partition, d) for d in intake.dead_letters
+        ]
+        outgoing += [
+            rerouted(settings.events_topic, partition, target, evs)
+            for target, evs in intake.misrouted.items()
+        ]
         if outgoing:
             await self.sink.send_and_wait(outgoing)
 
+        fresh = intake.fresh
         swept = snap.meta.swept_ms
         if swept is None and fresh:
             swept = min(e.ts for e in fresh)
@@ -300,23 +222,21 @@ class PartitionProcessor:
             settings.first_index_window_ms,
         )
         stats.applied = result.counts.get(ctr.APPLIED, 0)
-        extra = {
-            ctr.DUPLICATES: stats.duplicates,
-            ctr.REJECTED: stats.rejected,
-            ctr.MISROUTED: stats.misrouted,
-        }
-        started = time.perf_counter()
-        await self.store.commit_batch(
-            partition,
-            snap.meta,
+        tx.prepare(
             result,
-            offset=last_offset,
-            new_digests=new_digests,
+            offset=intake.last_offset,
+            new_digests=intake.new_digests,
             swept=swept,
-            extra_counts=extra,
+            extra_counts={
+                ctr.DUPLICATES: stats.duplicates,
+                ctr.REJECTED: stats.rejected,
+                ctr.MISROUTED: stats.misrouted,
+            },
             outbox=self._outbox(result.triggers.fired),
             committed_at=int(self.wall_clock() * 1000),
         )
+        started = time.perf_counter()
+        await tx.commit()
         if self.metrics:
             self.metrics.redis_commit.observe(time.perf_counter() - started)
             self.metrics.record_counts(result.counts)
@@ -326,17 +246,6 @@ class PartitionProcessor:
             self.metrics.record_sums(result.sums)
             self.metrics.record_lag(int(self.wall_clock() * 1000), [e.ts for e in fresh])
         return stats
-
-    def _dead_letter(self, partition: int, offset: int, key: bytes | None, bad: Rejected) -> Outgoing:
-        headers = [
-            ("x-error-reason", bad.reason.encode()[:1000]),
-            ("x-source-topic", self.settings.events_topic.encode()),
-            ("x-source-partition", str(partition).encode()),
-            ("x-source-offset", str(offset).encode()),
-        ]
-        if bad.index is not None:
-            headers.append(("x-envelope-index", str(bad.index).encode()))
-        return Outgoing(self.settings.dlq_topic, bad.raw, key, None, headers)
 
     def clock_ms(self, watermark: int | None) -> int | None:
         """The partition's clock: wall time, or in event mode its own latest event time.
@@ -349,110 +258,31 @@ class PartitionProcessor:
         return watermark
 
     async def assigned(self, partitions: Sequence[int]) -> dict[int, int]:
-        """Claim newly assigned partitions and say where their consumer must start.
+        """Claim newly assigned partitions and say where their consumer must start (`Claims.assigned`)."""
+        return await self.claims.assigned(partitions)
 
-        Called on every assignment, before any message flows. Redis, not the broker's
-        committed offsets, decides where each partition starts: right after the offset it
-        recorded as applied, or at the start of a new log after a re-base. The broker's
-        committed offsets can be ahead of Redis (a batch acknowledged but not applied, or
-        offsets of an older log committed to a broker that lost its log), and trusting
-        them would skip events.
-        """
-        for partition in partitions:
-            self.release(partition)  # a fresh claim, and a fresh look at the topic id (one lookup)
-        starts: dict[int, int] = {}
-        for partition in partitions:
-            async with self._locks[partition]:
-                self.owned.pop(partition, None)  # a batch in hand may have claimed meanwhile
-                gen, rebased = await self._claim(partition)
-                if rebased:
-                    self._new_log.add(partition)
-                meta = await self.store.meta(partition)
-                if meta.gen != gen:
-                    raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")
-                self.owned[partition] = gen
-                starts[partition] = meta.applied_offset + 1
-        return starts
-
-    async def _owner_generation(self, partition: int, first_offset: int | None = None) -> str:
-        """Our generation for the partition, claiming it first (callers hold its lock).
-
-        A claim outside `assigned` (after a fence, or offsets that went back) that finds
-        a new log is safe only if the batch in hand starts that log (`first_offset` 0):
-        otherwise the consumer may already be past some of its events.
-        """
-        gen = self.owned.get(partition)
-        if gen is None:
-            gen, rebased = await self._claim(partition)
-            if rebased and first_offset != 0:
-                raise RepositionRequired(
-                    f"partition {partition} was re-based outside a rebalance while its consumer is at "
-                    f"offset {first_offset}; exiting so the restart starts it from the new log's start"
-                )
-            self.owned[partition] = gen
-        return gen
-
-    async def _claim(self, partition: int) -> tuple[str, bool]:
-        """Claim the partition (fencing older owners); True if its log was re-based."""
-        gen = await self.store.claim(partition)
-        rebased = await self._check_log(partition, gen) if self.log_id is not None else False
-        return gen, rebased
-
-    async def _check_log(self, partition: int, gen: str) -> bool:
-        """Make sure the stored applied offset numbers the events topic as it is now.
-
-        If the topic id differs from the one recorded with the offset, the topic is a new
-        log (recreated, or a memory-only broker restarted): its offsets restart at 0, and
-        trusting the old offset would skip its events as replays. The partition is then
-        re-based: offset reset, counted (`log_rebased`), one warning. Events that were only
-        in the old log cannot be recovered here; producers that send them again are
-        applied once (de-duplication window).
-        """
-        assert self.log_id is not None
-        current = await self.log_id()
-        if current is None:
-            return False
-        meta = await self.store.meta(partition)
-        if meta.gen != gen:
-            raise FencedError(f"owner generation is {meta.gen!r}, ours is {gen!r}")
-        if meta.log == current:
-            return False
-        rebase = bool(meta.log) and meta.applied_offset >= 0
-        if rebase:
-            log.warning(
-                "partition %d: the events topic is a new log (topic id %s, was %s) while offsets up to %d "
-                "were applied from the old one; re-basing: its offsets are applied from the start, "
-                "events only the old log held are lost unless producers send them again",
-                partition,
-                current,
-                meta.log,
-                meta.applied_offset,
-            )
-        await self.store.set_log(partition, meta, current, rebase=rebase)
-        if rebase and self.metrics:
-            self.metrics.log_rebased.inc()
-        return rebase
+    async def _owner_generation(self, part: Partition, first_offset: int | None = None) -> str:
+        return await self.claims.generation(part, first_offset)
 
     async def sweep(self, partition: int) -> int:
         """Count the time-driven transitions of an assigned partition since its last sweep."""
-        async with self._locks[partition]:
-            if partition not in self.owned and not self.is_assigned(partition):
+        part = self.partitions[partition]
+        async with part.lock:
+            if not part.claimed and not self.is_assigned(partition):
                 return 0  # revoked since the caller listed it: claiming would fence the new owner
-            gen = await self._owner_generation(partition)
+            gen = await self._owner_generation(part)
             th = self.profile.thresholds
-            meta, channels = await self.store.sweep_position(partition)
-            if meta.gen != gen:
-                self.release(partition)
-                return 0
-            swept = meta.swept_ms
-            now = self.clock_ms(meta.watermark)
-            if swept is None or now is None or now <= swept:
-                return 0
-            candidates = await self.store.sweep_candidates(
-                partition, channels, swept, now, th, self._recall_offsets
-            )
-            result = sweep(candidates, swept, now, self.profile)
             try:
+                meta, channels = await self.store.sweep_position(partition)
+                check_fence(meta, gen)
+                swept = meta.swept_ms
+                now = self.clock_ms(meta.watermark)
+                if swept is None or now is None or now <= swept:
+                    return 0
+                candidates = await self.store.sweep_candidates(
+                    partition, channels, swept, now, th, self._recall_offsets
+                )
+                result = sweep(candidates, swept, now, self.profile)
                 await self.store.commit_sweep(
                     partition,
                     meta,
@@ -483,16 +313,17 @@ class PartitionProcessor:
         owner of the same events partition), so after a claim the relay reads where its
         predecessor got to from the topic itself and skips what is already there.
         """
-        if partition not in self.owned:
+        part = self.partitions[partition]
+        if not part.claimed:
             return 0
         s = self.settings
-        if partition not in self._relay_synced:
+        if not part.relay_synced:
             seen = await self.sink.last_header(s.triggers_topic, partition, OUTBOX_HEADER)
             ours = self.outbox_header("")
             mine = [v.decode()[len(ours) :] for v in seen if v.startswith(ours)]
             if mine:  # only our own: another deployment's ids on a shared topic say nothing of ours
                 await self.store.outbox_trim(partition, max(mine, key=_stream_id))
-            self._relay_synced.add(partition)
+            part.relay_synced = True
         entries = await self.store.outbox_read(partition, s.relay_batch)
         if not entries:
             return 0

@@ -4,7 +4,7 @@ Offsets number one log. A topic deleted and created again, or a memory-only brok
 (Tansu) restarted, starts a new log at offset 0 under the same name, and offsets the
 store recorded as applied would then skip new events as if they were replays. The
 worker records the topic id with the applied offsets and compares it when it claims a
-partition (see `PartitionProcessor`).
+partition (see `service.worker.claims`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from service.core.events import Event
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.records import UserRecord
-from service.worker.processor import OUTBOX_HEADER
+from service.worker.outgoing import OUTBOX_HEADER
 from tests.faults.checks import distinct_valid
 
 

@@ -34,11 +34,14 @@ from kafka import KafkaAdminClient
 
 from service.api.app import create_api
 from service.core import counters as ctr
+from service.core.intake import Message
 from service.core.partitioning import partition_for
 from service.kafka.topics import ensure_topics
 from service.storage.client import redis_client
 from service.storage.store import RedisStore
-from service.worker.processor import Message, Outgoing, PartitionProcessor, RepositionRequired
+from service.worker.claims import RepositionRequired
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor
 from service.worker.topic_identity import TopicIdentity
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, applied_offsets, wait_for

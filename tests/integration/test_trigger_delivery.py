@@ -34,7 +34,8 @@ from service.kafka.tail import last_header_values
 from service.settings import Settings
 from service.storage.keys import all_partitions
 from service.storage.store import RedisStore
-from service.worker.processor import OUTBOX_HEADER, Outgoing, PartitionProcessor
+from service.worker.outgoing import OUTBOX_HEADER, Outgoing
+from service.worker.processor import PartitionProcessor
 from tests.processes import wait_for
 from tests.stack import PARTITIONS, Stack
 from tests.unit.test_schemas import validator
@@ -344,7 +345,7 @@ async def _commit_outbox(
 ) -> None:
     from service.core.batch import SweepResult
 
-    gen = await proc._owner_generation(partition)
+    gen = await proc._owner_generation(proc.partitions[partition])
     meta, channels = await store.sweep_position(partition)
     assert meta.gen == gen
     await store.commit_sweep(partition, meta, SweepResult(), T0, channels, DAY_MS, proc._outbox(fired))

@@ -28,7 +28,8 @@ from service.core.partitioning import partition_for
 from service.dev.embedded import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
-from service.worker.processor import Outgoing, PartitionProcessor
+from service.worker.outgoing import Outgoing
+from service.worker.processor import PartitionProcessor
 
 pytestmark = pytest.mark.integration
 
