@@ -93,7 +93,14 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None,
         description="when set, every endpoint but /healthz, /readyz, /metrics and the console's page "
-        "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise)",
+        "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise); "
+        "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
+        "value counts as none)",
+    )
+    api_insecure: bool = Field(
+        False,
+        description="true: let `lifecycle api` listen on a non-loopback address without LIFECYCLE_API_KEY "
+        "(it warns); for a network that is private by other means",
     )
     worker_port: int = Field(
         6066, ge=0, le=65535, description="the worker's web port (/metrics, /readyz); 0 picks a free one"
@@ -154,6 +161,13 @@ class Settings(BaseSettings):
     @property
     def dedup_window_s(self) -> int:
         return parse_duration(self.dedup_window) // 1000
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty key (`LIFECYCLE_API_KEY=` left blank in an env file) is no key: a blank
+        key would accept every request that sends none."""
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @field_validator("max_future", "whatif_max_new_window")
     @classmethod

@@ -48,8 +48,14 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from service.api.app import create_api
+    from service.cli.exposure import exposure
 
     settings = _settings()
+    refusal, warning = exposure(settings.api_host, settings.api_key is not None, settings.api_insecure)
+    if refusal:
+        sys.exit(refusal)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
 
 

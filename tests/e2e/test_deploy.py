@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from service.cli.exposure import exposure
 from service.cli.main import build_parser
 from service.dev.embedded import free_port
 from service.settings import Settings
@@ -36,6 +39,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy/compose/docker-compose.yml"
 K8S = ROOT / "deploy/k8s"
+COMPOSE_ENV_EXAMPLE = "lifecycle.env.example"  # what an operator copies to lifecycle.env
+K8S_KEY_FILE = "api-key.env"  # what an operator writes from api-key.env.example
 LIFECYCLE_IMAGE = "lifecycle-ops"
 SETTINGS_ENV = {f"LIFECYCLE_{name.upper()}" for name in Settings.model_fields}
 
@@ -46,12 +51,15 @@ def tool(name: str, *fallbacks: str) -> str:
     return found
 
 
-def go_run(program: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def go_run(
+    program: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`go run` one of the checkers in scripts/ (each its own module, dependencies in go.sum)."""
     return subprocess.run(
         [tool("go", "/usr/local/go/bin/go"), "run", ".", *args],
         cwd=ROOT / "scripts" / program,
         input=stdin,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=600,
@@ -64,9 +72,19 @@ def assert_cli_command(args: list[str]) -> None:
     assert callable(parsed.func), args
 
 
+def api_settings(env: dict[str, str]) -> Settings:
+    """The settings `lifecycle api` would run with in that environment."""
+    return Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in env.items() if k in SETTINGS_ENV})
+
+
+def refusal(settings: Settings) -> str | None:
+    return exposure(settings.api_host, settings.api_key is not None, settings.api_insecure)[0]
+
+
 @cache
 def compose_project() -> dict[str, Any]:
-    result = go_run("compose-check", str(COMPOSE))
+    """The project as compose loads it with the committed example as the API's env file."""
+    result = go_run("compose-check", str(COMPOSE), env={"LIFECYCLE_ENV_FILE": COMPOSE_ENV_EXAMPLE})
     assert result.returncode == 0, result.stdout + result.stderr
     project: dict[str, Any] = json.loads(result.stdout)
     return project
@@ -116,6 +134,26 @@ def test_compose_file_is_valid_and_consistent_with_the_code() -> None:
     assert any(v["target"] == "/etc/prometheus/rules" for v in services["prometheus"]["volumes"])
 
 
+def test_compose_api_key_comes_from_an_env_file_git_ignores() -> None:
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    (env_file,) = raw["api"]["env_file"]
+    assert env_file == {"path": "${LIFECYCLE_ENV_FILE:-lifecycle.env}", "required": True}
+    assert "LIFECYCLE_API_KEY" not in raw["api"]["environment"], "no key in the committed file"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "deploy/compose/lifecycle.env"], cwd=ROOT, timeout=30
+    )
+    assert ignored.returncode == 0, "lifecycle.env must be git-ignored"
+    services = compose_project()["services"]
+    api_env = services["api"]["environment"]
+    assert "LIFECYCLE_API_KEY" in api_env, "the env file's key reaches the API container"
+    assert "LIFECYCLE_API_KEY" not in services["worker"]["environment"]
+    # the image listens on 0.0.0.0: the example as copied (no key yet) refuses to start,
+    # and starts once the operator has set a key
+    image_env = {"LIFECYCLE_API_HOST": "0.0.0.0", **{k: str(v) for k, v in api_env.items()}}
+    assert refusal(api_settings(image_env)) is not None
+    assert refusal(api_settings({**image_env, "LIFECYCLE_API_KEY": "set-by-the-operator"})) is None
+
+
 def test_compose_check_rejects_what_compose_rejects(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text(
@@ -125,11 +163,24 @@ def test_compose_check_rejects_what_compose_rejects(tmp_path: Path) -> None:
     assert result.returncode != 0 and "restrt" in result.stdout + result.stderr
 
 
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
+
+
 @cache
 def k8s_documents() -> list[dict[str, Any]]:
-    rendered = subprocess.run(
-        [tool("kubectl"), "kustomize", str(K8S)], capture_output=True, text=True, timeout=120
-    )
+    """The manifests rendered as an operator renders them: from a copy holding the key
+    file written from the committed example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "k8s"
+        shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns(K8S_KEY_FILE))
+        example = (copy / f"{K8S_KEY_FILE}.example").read_text()
+        (copy / K8S_KEY_FILE).write_text(
+            example.replace("LIFECYCLE_API_KEY=", "LIFECYCLE_API_KEY=k8s-check-key")
+        )
+        rendered = kustomize(copy)
     assert rendered.returncode == 0, rendered.stderr
     strict = go_run("k8s-check", stdin=rendered.stdout)
     assert strict.returncode == 0, strict.stdout + strict.stderr
@@ -149,7 +200,7 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
         ("Secret", "lifecycle-secret"),
     } <= kinds
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
-    secret = next(d for d in docs if d["kind"] == "Secret")["stringData"]
+    secret = next(d for d in docs if d["metadata"]["name"] == "lifecycle-secret")["stringData"]
     assert set(config) | set(secret) <= SETTINGS_ENV
     Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in {**config, **secret}.items()})
     routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}}
@@ -184,6 +235,40 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
         for d in docs
         if d["kind"] == "Deployment" and d["metadata"]["name"] == "lifecycle-worker"
     )
+
+
+def test_kubernetes_api_key_comes_from_a_secret_never_committed(tmp_path: Path) -> None:
+    docs = k8s_documents()
+    api = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lifecycle-api")
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    (key,) = [e for e in container.get("env", []) if e["name"] == "LIFECYCLE_API_KEY"]
+    ref = key["valueFrom"]["secretKeyRef"]
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == ref["name"])
+    assert ref["name"].startswith("lifecycle-api-key")  # kustomize's content-hashed name
+    value = base64.b64decode(secret["data"][ref["key"]]).decode()
+    assert value == "k8s-check-key", "the key is the one in the operator's file"
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert refusal(api_settings({**config, "LIFECYCLE_API_KEY": value})) is None
+    assert refusal(api_settings(config)) is not None, "without the Secret the API would not start"
+    worker = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "lifecycle-worker"
+    )
+    assert not any(
+        e["name"] == "LIFECYCLE_API_KEY"
+        for c in worker["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+    )
+    # the repository holds only the example: rendering without the operator's file fails
+    # and names it, so no committed key can ever be deployed
+    bare = tmp_path / "k8s"
+    shutil.copytree(K8S, bare, ignore=shutil.ignore_patterns(K8S_KEY_FILE))
+    missing = kustomize(bare)
+    assert missing.returncode != 0 and K8S_KEY_FILE in missing.stderr, missing.stderr
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", f"deploy/k8s/{K8S_KEY_FILE}"], cwd=ROOT, timeout=30
+    )
+    assert ignored.returncode == 0, f"{K8S_KEY_FILE} must be git-ignored"
+    assert "LIFECYCLE_API_KEY=\n" in (K8S / f"{K8S_KEY_FILE}.example").read_text()
 
 
 def test_dockerfile_builds_a_slim_non_root_image_from_the_lock() -> None:

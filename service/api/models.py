@@ -1,0 +1,91 @@
+"""Response bodies of the API's state routes, one model per document OpenAPI describes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from service.api.problems import Problem
+
+
+class StateCounts(BaseModel):
+    new: int
+    retained: int
+    silent: int
+    churned: int
+    dead: int
+
+
+class Lifecycle(BaseModel):
+    as_of: int
+    channel: str | None
+    total: int
+    counts: StateCounts
+
+
+class WhatIf(Lifecycle):
+    thresholds: dict[str, str]
+
+
+class CurvePointOut(BaseModel):
+    idle: str
+    idle_ms: int
+    returns_after: int
+    still_idle: int
+    return_probability: float | None
+
+
+class ReturnCurve(BaseModel):
+    as_of: int
+    channel: str | None
+    points: list[CurvePointOut]
+
+
+class FunnelStageOut(BaseModel):
+    name: str
+    event: str
+    nth: int
+    users: int
+    conversion_from_previous: float | None
+    conversion_from_first: float | None
+
+
+class Funnel(BaseModel):
+    channel: str | None
+    stages: list[FunnelStageOut]
+
+
+class User(BaseModel):
+    user_id: str
+    state: str
+    rfm_segment: str
+    as_of: int
+    first_seen: int
+    last_active: int
+    channel: str | None
+    funnel_stage: str | None
+    funnel_stage_index: int
+    orders: int
+    revenue: float
+    event_counts: dict[str, int]
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    reason: str
+
+
+class CollectResponse(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+
+
+class CollectRefused(Problem):
+    """A 400 from the collector: not JSON (`detail` only), or every event rejected (by index)."""
+
+    accepted: int = 0
+    rejected: list[RejectedEvent] = Field(default_factory=list)
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
