@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         description="when set, every endpoint but /healthz, /readyz, /metrics and the console's page "
         "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise)",
     )
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="key that signs the audiences API's page cursors (HMAC-SHA256), so a cursor works "
+        "on every API replica and after a restart; unset: derived from LIFECYCLE_API_KEY when that is "
+        "set, else random per process (then a cursor only works on the process that made it)",
+    )
     worker_port: int = Field(
         6066, ge=0, le=65535, description="the worker's web port (/metrics, /readyz); 0 picks a free one"
     )

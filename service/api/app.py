@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.convertors import Convertor, register_url_convertor
 
-from service.api.audiences import audience_routes
+from service.api.audiences import audience_routes, cursor_key
 from service.api.collector import Collector, CollectorError
 from service.api.console import console_routes, is_console_path, serve_console
 from service.api.history import History
@@ -285,7 +285,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     kafka_options = aiokafka_options(settings)
     kafka = _KafkaProbe(kafka_options)
     collector = Collector(settings)
-    audiences = AudienceReader(queries)
+    audiences = AudienceReader(queries, cursor_key(settings))
     population = PopulationCollector(queries, settings.metrics_max_channels, audiences)
     population_registry = CollectorRegistry(auto_describe=False)
     population_registry.register(population)

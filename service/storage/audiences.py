@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,8 +67,10 @@ class Page:
 class AudienceReader:
     """Walks and counts audiences at the current clock over every partition."""
 
-    def __init__(self, queries: Queries) -> None:
+    def __init__(self, queries: Queries, cursor_key: bytes | None = None) -> None:
+        """`cursor_key` signs the pages' cursors; without one, a random key of this process."""
         self.q = queries
+        self.cursor_key = cursor_key or os.urandom(32)
         self._read = queries.redis.register_script(AUDIENCE_CHUNK)
         self.profile = queries.profile
         self.stage_names = [s.name for s in queries.profile.funnel]
@@ -180,7 +183,7 @@ class AudienceReader:
                     full = len(users) == limit
                 if full or examined >= MAX_EXAMINED_PER_PAGE:
                     at = Cursor(partition, name, score, uid.encode())
-                    return Page(clock, users, at.encode(fingerprint))
+                    return Page(clock, users, at.encode(fingerprint, self.cursor_key))
         if now is None:
             now = await self.q.now_ms()
         return Page(now, users, None)

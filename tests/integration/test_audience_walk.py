@@ -43,7 +43,7 @@ async def _walk(reader: AudienceReader, f: AudienceFilter, limit: int, between: 
         ids += [u["user_id"] for u in page.users]
         if page.next_cursor is None:
             return ids
-        cursor = Cursor.decode(page.next_cursor, f.fingerprint())
+        cursor = Cursor.decode(page.next_cursor, f.fingerprint(), reader.cursor_key)
         if between is not None:
             await between(page_no, cursor)
     raise AssertionError("the walk did not end")
