@@ -143,6 +143,28 @@ class Settings(BaseSettings):
     metrics_max_channels: int = Field(
         50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
     )
+    metrics_cache: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="seconds the API reuses the population gauges it computed for /metrics, so "
+        "scrapes within that time cost Redis one computation (0: compute on every scrape)",
+    )
+    metrics_lease: float = Field(
+        15.0,
+        ge=1,
+        le=600,
+        description="seconds of the lease that lets one API replica at a time export the population "
+        "gauges (the others export none, so sums over replicas are true); a dead holder is replaced "
+        "within this time",
+    )
+    metrics_max_audience_walks: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="named audiences whose size needs a walk of their users that one /metrics "
+        "computation counts; the rest get no `lifecycle_audience_users` series (logged)",
+    )
     log_level: str = Field("INFO", description="the worker's log level (passed to Faust as its loglevel)")
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

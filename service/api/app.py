@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.convertors import Convertor, register_url_convertor
@@ -27,7 +27,7 @@ from service.api.collector import Collector, CollectorError
 from service.api.console import console_routes, is_console_path, serve_console
 from service.api.history import History
 from service.api.ops import EndOffsets, Ops
-from service.api.population import PopulationCollector
+from service.api.population import PopulationMetrics
 from service.api.problems import Problem, ValidationProblem
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.events import MAX_AMOUNT, MAX_ID_LEN, MAX_TS_MS, MIN_TS_MS
@@ -286,9 +286,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     kafka = _KafkaProbe(kafka_options)
     collector = Collector(settings)
     audiences = AudienceReader(queries, cursor_key(settings))
-    population = PopulationCollector(queries, settings.metrics_max_channels, audiences)
-    population_registry = CollectorRegistry(auto_describe=False)
-    population_registry.register(population)
+    population = PopulationMetrics(queries, settings, audiences)
     history = History(queries, settings.history_interval)
     ops = Ops(queries, EndOffsets(kafka_options, settings.events_topic, settings.partitions))
 
@@ -296,10 +294,14 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await discover(client)
         recorder = asyncio.create_task(history.run())
+        lease = asyncio.create_task(population.lease.keep())
         yield
-        recorder.cancel()
-        with suppress(asyncio.CancelledError):
-            await recorder
+        for task in (recorder, lease):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        with suppress(RedisError, OSError):
+            await population.lease.release()  # a graceful stop hands the export over at once
         await ops.ends.close()
         await collector.close()
         await client.aclose()
@@ -518,11 +520,8 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     async def metrics() -> Response:
         """Process metrics, plus the store's populations read now (see `service.api.population`)."""
         body = generate_latest()
-        try:
-            await population.refresh()
-            body += generate_latest(population_registry)
-        except (RedisError, OSError):  # Redis away: serve what the process knows; /readyz says why
-            pass
+        with suppress(RedisError, OSError):  # Redis away: serve what the process knows; /readyz says why
+            body += await population.scrape()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     serve_console(app)

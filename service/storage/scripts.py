@@ -80,5 +80,22 @@ The start is found by rank (a count above `hi`, then a binary search among the m
 that share `hi`), never by skipping an offset: a chunk deep inside a million equal scores
 costs what the first one costs. Both keys carry the partition's tag (one slot in a Cluster)."""
 
+LEASE_HOLD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+"""Take a lease if nobody holds it, or extend it if this holder (ARGV[1]) already does: 1 when
+the caller holds it afterwards, for ARGV[2] ms more."""
+
+LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+"""Give a lease back, only if this holder still has it (a late release never frees another's)."""
+
 # Lua's unpack() is limited by the C stack (8000 slots in Redis): split longer commands.
 MAX_ARGS_PER_CALL = 4000
