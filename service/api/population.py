@@ -269,12 +269,21 @@ class PopulationMetrics:
             return _exporter(1) + self._body
 
 
+class _Fixed(Collector):
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
 def _exporter(value: int) -> bytes:
-    return (
-        f"# HELP {PREFIX}_population_exporter 1 when this API process holds the lease and exports "
-        f"the population gauges, else 0.\n# TYPE {PREFIX}_population_exporter gauge\n"
-        f"{PREFIX}_population_exporter {value}.0\n"
-    ).encode()
+    family = GaugeMetricFamily(
+        f"{PREFIX}_population_exporter",
+        "1 when this API process holds the lease and exports the population gauges, else 0.",
+    )
+    family.add_metric([], value)
+    return generate_latest(_Fixed(family))
 
 
 def _summed(totals: dict[str, Any], channels: list[str]) -> dict[str, float]:

@@ -121,7 +121,8 @@ class AudienceReader:
                         got: list[list[Any]] = orjson.loads(reply)
                         found = [(m, score, rec) for m, score, rec in got if rec is not None]
                     if got:
-                        pos = top, at = got[-1][1], got[-1][0].encode()
+                        top, at = got[-1][1], got[-1][0].encode()
+                        pos = (top, at)
                         if prefetch and len(got) == chunk:  # the next read overlaps this chunk's use
                             ahead = read(top, lo, at)
                         yield found
