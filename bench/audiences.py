@@ -9,7 +9,9 @@ last activity spread over 400 days, five channels), then
   redis-server, and this process's resident memory before and at its peak during the
   export (sampled every 20 ms);
 - times counting each named audience of the profile, and says whether the count came
-  from range counts alone (`count_terms`) or had to walk the candidates.
+  from range counts alone (`count_terms`) or had to walk the candidates;
+- then gives every user of each index one `last_active` score (an import with one
+  timestamp) and exports again: the walk must read equal scores as fast as distinct ones.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from service.api.app import create_api
 from service.cli.audience_export import export
 from service.core.audience_filters import AudienceFilter
 from service.core.audiences import count_terms
+from service.core.durations import DAY_MS
 from service.dev.embedded import RedisServer
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
@@ -132,6 +135,23 @@ async def _ndjson_lines(app: Any, path: str, query: bytes) -> int:
     return lines
 
 
+async def _one_score(redis: Redis, queries: Queries) -> None:
+    """Every member of every `last_active` index scored alike (the records keep their times:
+    the export of everyone checks them but keeps all)."""
+    same = (await queries.now_ms()) // DAY_MS * DAY_MS - 5 * DAY_MS
+    channels = await queries.channels_by_partition(None)
+    for k, chans in zip(queries.parts, channels, strict=True):
+        for ch in chans:
+            key = k.active(ch)
+            cursor = 0
+            while True:
+                cursor, members = await redis.zscan(key, cursor, count=10_000)
+                if members:
+                    await redis.zadd(key, {m: same for m, _ in members})
+                if cursor == 0:
+                    break
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-audiences-"))
     with RedisServer(work / "redis") as server:
@@ -143,7 +163,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         await fill(redis, settings, args.users)
         filled = time.perf_counter() - started
         profile = settings.loaded_profile
-        reader = AudienceReader(Queries(redis, settings.key_prefix, settings.partitions, profile, "event"))
+        queries = Queries(redis, settings.key_prefix, settings.partitions, profile, "event")
+        reader = AudienceReader(queries)
         everyone = AudienceFilter()
 
         async def through_api() -> int:
@@ -167,6 +188,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "ms": round((time.perf_counter() - t) * 1000, 2),
                 "from": "range counts" if count_terms(audience.filter, now, profile) is not None else "walk",
             }
+        await _one_score(redis, queries)
+        api_tied = await _measure(redis, through_api)
+        writer_tied = await _measure(redis, through_writer)
+        assert api_tied["users"] == writer_tied["users"] == args.users, (api_tied, writer_tied)
         await redis.aclose()
     return {
         "users": args.users,
@@ -176,6 +201,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "export_ndjson_api": api,
         "export_jsonl_writer": writer,
         "named_audience_counts": counts,
+        "export_ndjson_api_one_score": api_tied,
+        "export_jsonl_writer_one_score": writer_tied,
     }
 
 

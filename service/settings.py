@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="true: let `lifecycle api` listen on a non-loopback address without LIFECYCLE_API_KEY "
         "(it warns); for a network that is private by other means",
     )
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="key that signs the audiences API's page cursors (HMAC-SHA256), so a cursor works "
+        "on every API replica and after a restart; unset: derived from LIFECYCLE_API_KEY when that is "
+        "set, else random per process (then a cursor only works on the process that made it)",
+    )
     worker_port: int = Field(
         6066, ge=0, le=65535, description="the worker's web port (/metrics, /readyz); 0 picks a free one"
     )
@@ -143,6 +149,28 @@ class Settings(BaseSettings):
     )
     metrics_max_channels: int = Field(
         50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
+    )
+    metrics_cache: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="seconds the API reuses the population gauges it computed for /metrics, so "
+        "scrapes within that time cost Redis one computation (0: compute on every scrape)",
+    )
+    metrics_lease: float = Field(
+        15.0,
+        ge=1,
+        le=600,
+        description="seconds of the lease that lets one API replica at a time export the population "
+        "gauges (the others export none, so sums over replicas are true); a dead holder is replaced "
+        "within this time",
+    )
+    metrics_max_audience_walks: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="named audiences whose size needs a walk of their users that one /metrics "
+        "computation counts; the rest get no `lifecycle_audience_users` series (logged)",
     )
     log_level: str = Field("INFO", description="the worker's log level (passed to Faust as its loglevel)")
 

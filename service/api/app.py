@@ -17,13 +17,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
-from service.api.audiences import audience_routes
+from service.api.audiences import audience_routes, cursor_key
 from service.api.collector import Collector
 from service.api.console import console_routes, is_console_path, serve_console
 from service.api.history import History
 from service.api.ops import EndOffsets, Ops
-from service.api.population import PopulationCollector
+from service.api.population import PopulationMetrics
 from service.api.routes.collect import collect_routes
 from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
@@ -109,8 +110,8 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     kafka_options = aiokafka_options(settings)
     kafka = KafkaProbe(kafka_options)
     collector = Collector(settings)
-    audiences = AudienceReader(queries)
-    population = PopulationCollector(queries, settings.metrics_max_channels, audiences)
+    audiences = AudienceReader(queries, cursor_key(settings))
+    population = PopulationMetrics(queries, settings, audiences)
     history = History(queries, settings.history_interval)
     ops = Ops(queries, EndOffsets(kafka_options, settings.events_topic, settings.partitions))
 
@@ -118,10 +119,14 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await discover(client)
         recorder = asyncio.create_task(history.run())
+        lease = asyncio.create_task(population.lease.keep())
         yield
-        recorder.cancel()
-        with suppress(asyncio.CancelledError):
-            await recorder
+        for task in (recorder, lease):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        with suppress(RedisError, OSError):
+            await population.lease.release()  # a graceful stop hands the export over at once
         await ops.ends.close()
         await collector.close()
         await client.aclose()

@@ -6,6 +6,10 @@ names the parameter; the walk and the counts are `AudienceReader`'s.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -16,10 +20,12 @@ from pydantic import BaseModel
 
 from service.api.problems import Problem, ValidationProblem
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms, parse_filter
-from service.core.audiences import Cursor
+from service.core.audiences import Cursor, CursorError
+from service.settings import Settings
 from service.storage.audiences import AudienceReader
 
 NDJSON = "application/x-ndjson"
+log = logging.getLogger(__name__)
 STATES_HELP = "new, retained, silent, churned, dead (repeatable)"
 
 
@@ -57,11 +63,30 @@ Instant = Annotated[
     Query(max_length=40, description="ISO-8601 instant with offset, or a duration before the clock: 7d, 12h"),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="users per page")]
-CursorParam = Annotated[str | None, Query(max_length=1024, description="`next_cursor` of the previous page")]
+CursorParam = Annotated[
+    str | None, Query(description="`next_cursor` of the previous page (any other value is a 400)")
+]
 Format = Annotated[
     Literal["json", "ndjson"] | None,
     Query(description="ndjson: every matching user, one JSON object per line, no pagination"),
 ]
+
+
+def cursor_key(settings: Settings) -> bytes:
+    """The key that signs page cursors: the configured secret, else one derived from the API key
+    (shared by the replicas already), else random for this process, logged since cursors then
+    fail on another replica or after a restart."""
+    if settings.cursor_secret is not None:
+        secret = settings.cursor_secret.get_secret_value().encode()
+        return hmac.new(b"lifecycle audience cursors", secret, hashlib.sha256).digest()
+    if settings.api_key is not None:
+        secret = settings.api_key.get_secret_value().encode()
+        return hmac.new(b"lifecycle audience cursors from the api key", secret, hashlib.sha256).digest()
+    log.warning(
+        "LIFECYCLE_CURSOR_SECRET and LIFECYCLE_API_KEY are unset: audience cursors are signed with "
+        "a random key of this process and fail on other replicas or after a restart"
+    )
+    return os.urandom(32)
 
 
 def audience_routes(reader: AudienceReader) -> APIRouter:
@@ -70,16 +95,17 @@ def audience_routes(reader: AudienceReader) -> APIRouter:
     named = {a.name: a for a in profile.audiences}
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {NDJSON: {}}, "description": "a page (JSON), or every user (NDJSON)"},
-        422: {"model": Problem | ValidationProblem, "description": "a bad filter or cursor"},
+        400: {"model": Problem, "description": "a cursor this API did not return, or for other filters"},
+        422: {"model": Problem | ValidationProblem, "description": "a bad filter"},
     }
 
     async def answer(
         request: Request, f: AudienceFilter, limit: int, cursor: str | None, fmt: str | None, name: str
     ) -> Any:
         try:
-            start = Cursor.decode(cursor, f.fingerprint()) if cursor else None
-        except AudienceFilterError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=422)
+            start = Cursor.decode(cursor, f.fingerprint(), reader.cursor_key) if cursor else None
+        except CursorError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
         wants_lines = fmt == "ndjson" or (fmt is None and NDJSON in request.headers.get("accept", ""))
         if wants_lines:
             return StreamingResponse(

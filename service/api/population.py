@@ -1,8 +1,13 @@
-"""Population metrics, read from Redis at scrape time by the API process only.
+"""Population metrics, read from Redis at scrape time by one API process at a time.
 
 Workers export what *happens* (counters per process); how many users *are* in a state
-or stage is a property of the whole store, so one process reads it when Prometheus
-scrapes and several workers can never double count it. Labels: channel, state, stage,
+or stage is a property of the whole store, so it must come from one target only: the
+API replicas share a lease in Redis and only its holder exports the population families
+(every replica says with `lifecycle_population_exporter` whether it is the one), so a
+`sum` over all targets is the store's number and a dead holder is replaced within the
+lease time. The holder reuses what it computed for `metrics_cache` seconds, and walks at
+most `metrics_max_audience_walks` named audiences per computation, so scrapes cost Redis
+a bounded amount however often and however many come. Labels: channel, state, stage,
 window — never user ids. Channels come from events: the largest `max_channels` - 1 get a
 label, the rest are added up under `~other`, so a flood of made-up channels neither
 grows the series nor the per-scrape Redis queries beyond the bound.
@@ -10,30 +15,46 @@ grows the series nor the per-scrape Redis queries beyond the bound.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
 from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
+from service.settings import Settings
 from service.storage.audiences import AudienceReader
 from service.storage.queries import Queries
+from service.storage.scripts import LEASE_HOLD, LEASE_RELEASE
+
+log = logging.getLogger(__name__)
 
 
 class PopulationCollector(Collector):
     """Holds the snapshot of the last `refresh()`; `collect()` (sync) only yields it."""
 
     def __init__(
-        self, queries: Queries, max_channels: int = 50, audiences: AudienceReader | None = None
+        self,
+        queries: Queries,
+        max_channels: int = 50,
+        audiences: AudienceReader | None = None,
+        max_audience_walks: int = 10,
     ) -> None:
         self.queries = queries
         self.max_channels = max_channels
         self.audiences = audiences
+        self.max_audience_walks = max_audience_walks
         self._metrics: list[Metric] = []
 
     async def refresh(self) -> None:
@@ -148,8 +169,7 @@ class PopulationCollector(Collector):
             labels=["audience"],
         )
         if self.audiences is not None:
-            for audience in q.profile.audiences:
-                audience_sizes.add_metric([audience.name], await self.audiences.count(audience.filter))
+            await self._audience_sizes(self.audiences, audience_sizes)
         self._metrics = [
             audience_sizes,
             pending,
@@ -166,8 +186,104 @@ class PopulationCollector(Collector):
             revenue,
         ]
 
+    async def _audience_sizes(self, reader: AudienceReader, family: GaugeMetricFamily) -> None:
+        """Sizes from range counts for every named audience; walks for at most the bound."""
+        skipped: list[str] = []
+        walks = 0
+        for audience in self.queries.profile.audiences:
+            size = await reader.indexed_count(audience.filter)
+            if size is None:
+                if walks >= self.max_audience_walks:
+                    skipped.append(audience.name)
+                    continue
+                walks += 1
+                size = await reader.count(audience.filter)
+            family.add_metric([audience.name], size)
+        if skipped:
+            log.warning(
+                "metrics: %d named audiences need a walk of their users and are over "
+                "LIFECYCLE_METRICS_MAX_AUDIENCE_WALKS=%d, so they have no lifecycle_audience_users "
+                "series: %s",
+                len(skipped),
+                self.max_audience_walks,
+                ", ".join(skipped),
+            )
+
     def collect(self) -> Iterator[Metric]:
         yield from self._metrics
+
+
+class ExporterLease:
+    """A lease in Redis that one API process holds at a time (SET NX PX, extended by its holder)."""
+
+    def __init__(self, queries: Queries, seconds: float) -> None:
+        self.redis = queries.redis
+        self.key = f"{queries.prefix}:metrics:exporter"
+        self.ms = max(1, int(seconds * 1000))
+        self.token = os.urandom(16).hex()
+        self._hold = self.redis.register_script(LEASE_HOLD)
+        self._release = self.redis.register_script(LEASE_RELEASE)
+
+    async def hold(self) -> bool:
+        """Take or extend the lease: whether this process holds it for the lease time now."""
+        return bool(await self._hold(keys=[self.key], args=[self.token, self.ms]))
+
+    async def release(self) -> None:
+        await self._release(keys=[self.key], args=[self.token])
+
+    async def keep(self) -> None:
+        """Extend (or take) the lease every third of its time, so the holder keeps it between
+        scrapes however far apart they are, and a free lease finds a holder before a scrape."""
+        while True:
+            with suppress(RedisError, OSError):
+                await self.hold()
+            await asyncio.sleep(self.ms / 3000)
+
+
+class PopulationMetrics:
+    """The population part of /metrics: the lease holder's cached snapshot, or nothing."""
+
+    def __init__(self, queries: Queries, settings: Settings, audiences: AudienceReader | None) -> None:
+        self.collector = PopulationCollector(
+            queries, settings.metrics_max_channels, audiences, settings.metrics_max_audience_walks
+        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        self.lease = ExporterLease(queries, settings.metrics_lease)
+        self.cache_s = settings.metrics_cache
+        self._body = b""
+        self._at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def scrape(self) -> bytes:
+        """The exposition text: the `lifecycle_population_exporter` gauge, and the population
+        families when this process holds the lease (computed at most once per cache time)."""
+        if not await self.lease.hold():
+            self._at = -float("inf")  # when the lease comes back, compute afresh
+            return _exporter(0)
+        async with self._lock:  # concurrent scrapes wait for one computation
+            if time.monotonic() - self._at >= self.cache_s:
+                await self.collector.refresh()
+                self._body = generate_latest(self.registry)
+                self._at = time.monotonic()
+            return _exporter(1) + self._body
+
+
+class _Fixed(Collector):
+    def __init__(self, *families: Metric) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def _exporter(value: int) -> bytes:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_population_exporter",
+        "1 when this API process holds the lease and exports the population gauges, else 0.",
+    )
+    family.add_metric([], value)
+    return generate_latest(_Fixed(family))
 
 
 def _summed(totals: dict[str, Any], channels: list[str]) -> dict[str, float]:

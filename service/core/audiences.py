@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -263,31 +265,83 @@ def channel_order(channels: list[str]) -> list[str]:
     return sorted(channels, key=lambda c: (c == NO_CHANNEL, c))
 
 
+MAX_CURSOR_CHARS = 2048  # far above any cursor the API returns (ids are at most a few hundred bytes)
+CURSOR_MAC_BYTES = 16  # of HMAC-SHA256: forging one is a 2**128 guess
+SOURCES = ("la:", "rfm:")
+
+
+class CursorError(AudienceFilterError):
+    """A cursor the API did not make (forged, altered, truncated) or made for other filters."""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:CURSOR_MAC_BYTES])
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """The last user examined: partition, index key suffix, its score there, the member."""
+    """The last user examined: partition, index key suffix, its score there, the member.
+
+    On the wire it is `payload.mac`: the payload signed with the server's key, so a client
+    can only hand back what some API process sharing that key returned; anything else is
+    refused before it reaches Redis. The payload is still checked field by field."""
 
     partition: int
     source: str
     score: int
     member: bytes
 
-    def encode(self, fingerprint: str) -> str:
+    def encode(self, fingerprint: str, key: bytes) -> str:
         doc = [fingerprint, self.partition, self.source, self.score, self.member.decode("latin-1")]
-        return base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
+        payload = _b64(orjson.dumps(doc))
+        return f"{payload}.{_mac(key, payload)}"
 
     @classmethod
-    def decode(cls, text: str, fingerprint: str) -> Cursor:
-        try:
-            fp, partition, source, score, member = orjson.loads(
-                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    def decode(cls, text: str, fingerprint: str, key: bytes) -> Cursor:
+        if len(text) > MAX_CURSOR_CHARS:
+            raise CursorError(f"cursor: over {MAX_CURSOR_CHARS} characters, not a cursor this API returned")
+        payload, _, mac = text.partition(".")
+        if not hmac.compare_digest(_mac(key, payload).encode(), mac.encode("utf-8", "replace")):
+            raise CursorError(
+                "cursor: not a cursor this API returned (altered, truncated, or signed with another "
+                "secret); start again without it"
             )
-            cursor = cls(int(partition), str(source), int(score), str(member).encode("latin-1"))
-        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
-            raise AudienceFilterError("cursor: not a cursor this API returned") from exc
-        if fp != fingerprint:
-            raise AudienceFilterError("cursor: it was made for other filters; start again without it")
+        try:
+            doc = orjson.loads(_unb64(payload))
+        except (ValueError, binascii.Error) as exc:
+            raise CursorError("cursor: its payload is not readable") from exc
+        cursor = cls._checked(doc)
+        if doc[0] != fingerprint:
+            raise CursorError("cursor: it was made for other filters; start again without it")
         return cursor
+
+    @classmethod
+    def _checked(cls, doc: Any) -> Cursor:
+        """Every field of a signed payload checked anyway: a leaked key must not reach Redis."""
+        if not (isinstance(doc, list) and len(doc) == 5):
+            raise CursorError("cursor: its payload is not a cursor")
+        fp, partition, source, score, member = doc
+        if not isinstance(fp, str) or not isinstance(member, str):
+            raise CursorError("cursor: its payload is not a cursor")
+        if type(partition) is not int or not 0 <= partition < 1_000_000:
+            raise CursorError("cursor: its partition is out of range")
+        if not isinstance(source, str) or not source.startswith(SOURCES) or len(source) > 300:
+            raise CursorError("cursor: its index is not one the walk uses")
+        if type(score) is not int or not NEG_INF <= score <= POS_INF:
+            raise CursorError("cursor: its score is out of range")
+        try:
+            raw = member.encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise CursorError("cursor: its member is not a stored id") from exc
+        return cls(partition, source, score, raw)
 
 
 def after(score: int, member: bytes, cursor_score: int, cursor_member: bytes) -> bool:

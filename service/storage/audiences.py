@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from service.core.audiences import (
     Cursor,
     Interval,
     Term,
-    after,
     channel_order,
     count_terms,
     la_intervals,
@@ -66,8 +66,10 @@ class Page:
 class AudienceReader:
     """Walks and counts audiences at the current clock over every partition."""
 
-    def __init__(self, queries: Queries) -> None:
+    def __init__(self, queries: Queries, cursor_key: bytes | None = None) -> None:
+        """`cursor_key` signs the pages' cursors; without one, a random key of this process."""
         self.q = queries
+        self.cursor_key = cursor_key or os.urandom(32)
         self._read = queries.redis.register_script(AUDIENCE_CHUNK)
         self.profile = queries.profile
         self.stage_names = [s.name for s in queries.profile.funnel]
@@ -97,12 +99,13 @@ class AudienceReader:
         """Members of `index` (a sorted set of partition `keys`) in the intervals strictly after
         `pos`, descending, in chunks, each with its score and record (one script call each).
 
-        Each call restarts at the last position seen, so what moved meanwhile cannot come
-        twice; equal scores that fill a whole chunk are stepped over by offset. `prefetch`
-        (exports) sends the next call before this chunk is used, so Redis and Python overlap."""
+        Each call starts right after the last (score, member) seen, found by rank in Redis,
+        so what moved meanwhile cannot come twice and equal scores cost no more than distinct
+        ones. `prefetch` (exports) sends the next call before this chunk is used, so Redis and
+        Python overlap."""
 
-        def read(top: int, lo: int, offset: int) -> Awaitable[bytes]:
-            args: list[str | int] = [score_arg(top), score_arg(lo), offset, chunk]
+        def read(top: int, lo: int, at: bytes | None) -> Awaitable[bytes]:
+            args: list[str | int | bytes] = [top, lo, chunk, *(("1", at) if at is not None else ("0",))]
             return asyncio.ensure_future(self._read(keys=[index, keys.users], args=args))
 
         ahead: Awaitable[bytes] | None = None
@@ -110,23 +113,19 @@ class AudienceReader:
             for lo, hi in intervals:
                 if pos is not None and pos[0] < lo:
                     continue
-                offset = 0
+                top, at = (hi, None) if pos is None or pos[0] > hi else pos
                 while True:
-                    reply = await (ahead or read(hi if pos is None else min(hi, pos[0]), lo, offset))
+                    reply = await (ahead or read(top, lo, at))
                     ahead = None
                     with paused_gc():
                         got: list[list[Any]] = orjson.loads(reply)
-                        rows = got if pos is None else [r for r in got if after(r[1], r[0].encode(), *pos)]
-                        found = [(m, score, rec) for m, score, rec in rows if rec is not None]
-                    if rows:
-                        pos = (rows[-1][1], rows[-1][0].encode())
-                        offset = 0
+                        found = [(m, score, rec) for m, score, rec in got if rec is not None]
+                    if got:
+                        top, at = got[-1][1], got[-1][0].encode()
+                        pos = (top, at)
                         if prefetch and len(got) == chunk:  # the next read overlaps this chunk's use
-                            ahead = read(min(hi, pos[0]), lo, 0)
+                            ahead = read(top, lo, at)
                         yield found
-                    elif len(got) == chunk:
-                        offset += chunk  # a whole chunk at the cursor's score: step over it
-                        continue
                     if len(got) < chunk:
                         break
         finally:
@@ -180,7 +179,7 @@ class AudienceReader:
                     full = len(users) == limit
                 if full or examined >= MAX_EXAMINED_PER_PAGE:
                     at = Cursor(partition, name, score, uid.encode())
-                    return Page(clock, users, at.encode(fingerprint))
+                    return Page(clock, users, at.encode(fingerprint, self.cursor_key))
         if now is None:
             now = await self.q.now_ms()
         return Page(now, users, None)

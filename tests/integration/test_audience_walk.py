@@ -17,7 +17,7 @@ from service.core.audience_filters import AudienceFilter
 from service.core.audiences import Cursor
 from service.core.profile import load_profile
 from service.core.records import UserRecord
-from service.storage.audiences import AudienceReader
+from service.storage.audiences import STREAM_CHUNK, AudienceReader
 from service.storage.keys import PartitionKeys
 from service.storage.queries import Queries
 
@@ -43,7 +43,7 @@ async def _walk(reader: AudienceReader, f: AudienceFilter, limit: int, between: 
         ids += [u["user_id"] for u in page.users]
         if page.next_cursor is None:
             return ids
-        cursor = Cursor.decode(page.next_cursor, f.fingerprint())
+        cursor = Cursor.decode(page.next_cursor, f.fingerprint(), reader.cursor_key)
         if between is not None:
             await between(page_no, cursor)
     raise AssertionError("the walk did not end")
@@ -98,3 +98,66 @@ async def _moves(redis: Redis) -> None:
     assert len(ids) == len(set(ids)), ("no user twice", [i for i in ids if ids.count(i) > 1])
     assert {"u-03", "u-33"} <= moved, "the channel change happened mid-walk"
     assert {f"u-{i:02d}" for i in range(60)} - moved <= set(ids), "users who did not move are all returned"
+
+
+TIES = 20_000
+
+
+async def _commands(redis: Redis) -> dict[str, int]:
+    """Calls per command since the server started (those run inside scripts included)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _spent(before: dict[str, int], after: dict[str, int]) -> int:
+    return sum(n - before.get(name, 0) for name, n in after.items() if name != "info")
+
+
+async def _one_score(redis: Redis, parts: list[PartitionKeys], n: int) -> int:
+    """`n` users of partition 0 with one `last_active` (an import with day-precision times)."""
+    same = NOW - 5 * DAY
+    rec = UserRecord(first_seen=NOW - 100 * DAY, last_active=same, seen_until=NOW, channel="ads").pack()
+    k = parts[0]
+    for start in range(0, n, 5000):
+        pipe = redis.pipeline(transaction=False)
+        ids = [f"t-{i:06d}" for i in range(start, min(n, start + 5000))]
+        pipe.hset(k.users, mapping=dict.fromkeys(ids, rec))
+        pipe.zadd(k.active("ads"), dict.fromkeys(ids, same))
+        await pipe.execute()
+    await redis.sadd(k.channels, "ads")
+    await redis.hset(k.meta, "wm", NOW)
+    return same
+
+
+async def test_pages_deep_inside_one_score_cost_what_the_first_pages_cost(redis_url: str) -> None:
+    async with Redis.from_url(redis_url) as redis:
+        audiences, parts = _reader(redis)
+        await _one_score(redis, parts, TIES)
+        f = AudienceFilter(states=frozenset({"silent"}))
+        costs: list[int] = []
+        ids: list[str] = []
+        cursor: Cursor | None = None
+        while True:
+            before = await _commands(redis)
+            page = await audiences.page(f, cursor, 200)
+            costs.append(_spent(before, await _commands(redis)))
+            ids += [u["user_id"] for u in page.users]
+            if page.next_cursor is None:
+                break
+            cursor = Cursor.decode(page.next_cursor, f.fingerprint(), audiences.cursor_key)
+        assert ids == sorted((f"t-{i:06d}" for i in range(TIES)), reverse=True)
+        first, last = max(costs[:10]), max(costs[-10:])
+        assert last <= 2 * first, f"Redis commands per page: {first} at the start, {last} at the end"
+
+
+async def test_an_export_of_one_score_reads_each_member_once(redis_url: str) -> None:
+    async with Redis.from_url(redis_url) as redis:
+        audiences, parts = _reader(redis)
+        await _one_score(redis, parts, TIES)
+        before = await _commands(redis)
+        seen = [u["user_id"] async for _, users in audiences.stream(AudienceFilter()) for u in users]
+        spent = await _commands(redis)
+        assert len(seen) == TIES == len(set(seen))
+        calls = spent.get("evalsha", 0) - before.get("evalsha", 0)
+        chunks = -(-TIES // STREAM_CHUNK)
+        assert calls <= chunks + 2, f"{calls} script calls for {chunks} chunks of members"

@@ -266,12 +266,14 @@ def test_filters_parse_from_query_parameters_and_name_what_is_wrong() -> None:
 
 def test_cursor_round_trips_and_is_bound_to_its_filters() -> None:
     c = Cursor(3, "la:ads", 1_700_000_000_123, "ü{1}:x".encode())
-    text = c.encode("abc")
-    assert Cursor.decode(text, "abc") == c
+    text = c.encode("abc", b"key")
+    assert Cursor.decode(text, "abc", b"key") == c
     with pytest.raises(AudienceFilterError, match="other filters"):
-        Cursor.decode(text, "xyz")
+        Cursor.decode(text, "xyz", b"key")
+    with pytest.raises(AudienceFilterError, match="another secret"):
+        Cursor.decode(text, "abc", b"other key")
     with pytest.raises(AudienceFilterError, match="cursor"):
-        Cursor.decode("not-a-cursor", "abc")
+        Cursor.decode("not-a-cursor", "abc", b"key")
 
 
 @given(st.lists(st.tuples(st.integers(0, 5), st.binary(max_size=3)), unique=True, min_size=1))

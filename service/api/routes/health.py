@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import suppress
 from typing import Any
 
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from service.api.models import Health
-from service.api.population import PopulationCollector
+from service.api.population import PopulationMetrics
 from service.storage.client import AnyRedis
 
 
@@ -40,10 +41,8 @@ class KafkaProbe:
         return self._ok, self._error
 
 
-def health_routes(client: AnyRedis, kafka: KafkaProbe, population: PopulationCollector) -> APIRouter:
+def health_routes(client: AnyRedis, kafka: KafkaProbe, population: PopulationMetrics) -> APIRouter:
     router = APIRouter()
-    population_registry = CollectorRegistry(auto_describe=False)
-    population_registry.register(population)
 
     @router.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, Any]:
@@ -70,11 +69,8 @@ def health_routes(client: AnyRedis, kafka: KafkaProbe, population: PopulationCol
     async def metrics() -> Response:
         """Process metrics, plus the store's populations read now (see `service.api.population`)."""
         body = generate_latest()
-        try:
-            await population.refresh()
-            body += generate_latest(population_registry)
-        except (RedisError, OSError):  # Redis away: serve what the process knows; /readyz says why
-            pass
+        with suppress(RedisError, OSError):  # Redis away: serve what the process knows; /readyz says why
+            body += await population.scrape()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router
