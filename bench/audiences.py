@@ -35,7 +35,7 @@ from service.cli.audience_export import export
 from service.core.audience_filters import AudienceFilter
 from service.core.audiences import count_terms
 from service.core.durations import DAY_MS
-from service.dev.embedded import RedisServer
+from service.dev.redis_server import RedisServer
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
 from service.storage.queries import Queries

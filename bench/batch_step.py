@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 
 from service.core.envelopes import envelopes
 from service.core.profile import load_profile
-from service.dev.embedded import RedisServer
 from service.dev.generator import generate
+from service.dev.redis_server import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
 from service.worker.outgoing import Outgoing

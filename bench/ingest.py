@@ -44,8 +44,10 @@ from tqdm import tqdm
 from bench.latency import measure_latency
 from bench.population import memory_and_sweep
 from service.core.profile import load_profile
-from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker, free_port
 from service.dev.generator import generate
+from service.dev.kafka_broker import KafkaBroker, TansuBroker
+from service.dev.processes import free_port
+from service.dev.redis_server import RedisServer
 from service.kafka.bridge import Bridge
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from bench.whatif import NOW, fill
 from service.core.durations import DAY_MS
-from service.dev.embedded import RedisServer
+from service.dev.redis_server import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
 from service.worker.outgoing import Outgoing

@@ -26,8 +26,9 @@ import redis
 
 from bench.ingest import START_MS, _applied, _env
 from service.core.profile import load_profile
-from service.dev.embedded import KafkaBroker, RedisServer
 from service.dev.generator import generate
+from service.dev.kafka_broker import KafkaBroker
+from service.dev.redis_server import RedisServer
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 

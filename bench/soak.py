@@ -35,8 +35,9 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from service.core.profile import load_profile
-from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker
 from service.dev.generator import generate
+from service.dev.kafka_broker import KafkaBroker, TansuBroker
+from service.dev.redis_server import RedisServer
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 from service.storage.keys import all_partitions

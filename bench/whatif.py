@@ -27,7 +27,7 @@ from service.core.batch import apply_events
 from service.core.durations import DAY_MS
 from service.core.events import Event
 from service.core.partitioning import partition_for
-from service.dev.embedded import RedisServer
+from service.dev.redis_server import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.dev.embedded import KafkaBroker, RedisServer, TansuBroker
+from service.dev.kafka_broker import KafkaBroker, TansuBroker
+from service.dev.redis_server import RedisServer
 
 BROKER_KINDS = ("tansu", "kafka")
 

@@ -22,8 +22,10 @@ from pathlib import Path
 import yaml
 
 from service.core.profile import Profile
-from service.dev.embedded import RedisServer, TansuBroker, free_port
 from service.dev.generator import generate_live
+from service.dev.kafka_broker import TansuBroker
+from service.dev.processes import free_port
+from service.dev.redis_server import RedisServer
 from service.kafka.options import kafka_python_options
 from service.kafka.publisher import EventPublisher
 from service.settings import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from tests.processes import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.e2e

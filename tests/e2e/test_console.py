@@ -28,8 +28,8 @@ from kafka import KafkaConsumer, TopicPartition
 from service.core.durations import DAY_MS
 from service.core.history import day_of
 from service.core.partitioning import partition_for
-from service.dev.embedded import free_port
 from service.dev.generator import generate
+from service.dev.processes import free_port
 from service.kafka.publisher import EventPublisher
 from service.storage.keys import all_partitions
 from tests.processes import ServiceProcess, sync_redis, wait_for

@@ -30,7 +30,7 @@ import yaml
 
 from service.cli.exposure import exposure
 from service.cli.main import build_parser
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from service.settings import Settings
 from tests.processes import ServiceProcess, wait_for
 

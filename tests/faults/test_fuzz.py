@@ -33,7 +33,8 @@ from redis import RedisCluster
 from service.api.app import create_api
 from service.core.events import validate_event
 from service.core.labels import OTHER_CHANNELS
-from service.dev.embedded import RedisClusterNodes, free_port
+from service.dev.processes import free_port
+from service.dev.redis_server import RedisClusterNodes
 from service.kafka.publisher import EventPublisher
 from service.storage.client import discover, redis_client
 from service.storage.keys import PartitionKeys

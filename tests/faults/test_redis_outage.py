@@ -32,7 +32,8 @@ from kafka import KafkaAdminClient
 
 from service.api.app import create_api
 from service.core import counters as ctr
-from service.dev.embedded import RedisServer, free_port
+from service.dev.processes import free_port
+from service.dev.redis_server import RedisServer
 from tests.faults.scale import full
 from tests.processes import applied_offsets, wait_for
 from tests.stack import (

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from service.api.app import create_api
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from service.settings import Settings
 from tests.stack import Stack
 

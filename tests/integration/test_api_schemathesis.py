@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from service.api.app import OPEN_PATHS
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from tests.faults.scale import full
 from tests.processes import ServiceProcess, wait_for
 from tests.stack import history, make_stack

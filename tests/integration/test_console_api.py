@@ -18,7 +18,7 @@ from service.api.app import create_api
 from service.core.durations import DAY_MS
 from service.core.history import day_of
 from service.core.partitioning import partition_for
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from service.kafka.publisher import EventPublisher
 from service.settings import Settings
 from service.storage.keys import history as history_key

@@ -20,7 +20,8 @@ from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from service.dev.embedded import KafkaBroker, RedisServer
+from service.dev.kafka_broker import KafkaBroker
+from service.dev.redis_server import RedisServer
 from service.kafka.topics import create_topics
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from redis import Redis
 
 from service.api.app import create_api
 from service.core.partitioning import partition_for
-from service.dev.embedded import TansuBroker
+from service.dev.kafka_broker import TansuBroker
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 from service.settings import Settings

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from tests.processes import ServiceProcess, wait_for
 from tests.stack import Stack, history
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.dev.embedded import free_port
+from service.dev.processes import free_port
 from tests.processes import ServiceProcess, wait_for
 from tests.stack import Stack, history
 

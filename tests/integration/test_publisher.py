@@ -14,8 +14,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from service.core.partitioning import partition_for
 from service.core.profile import load_profile
-from service.dev.embedded import TansuBroker, free_port
 from service.dev.generator import generate
+from service.dev.kafka_broker import TansuBroker
+from service.dev.processes import free_port
 from service.kafka.publisher import EventPublisher, PublishError
 from service.kafka.topics import create_topics
 

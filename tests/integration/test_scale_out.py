@@ -19,7 +19,7 @@ import redis
 
 from service.api.app import create_api
 from service.core import counters as ctr
-from service.dev.embedded import RedisClusterNodes
+from service.dev.redis_server import RedisClusterNodes
 from service.settings import Settings
 from service.storage.client import discover, redis_client
 from service.storage.keys import all_partitions

@@ -23,7 +23,9 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from service.api.app import create_api
-from service.dev.embedded import KafkaBroker, RedisServer, TlsFiles, free_port
+from service.dev.kafka_broker import KafkaBroker
+from service.dev.processes import free_port
+from service.dev.redis_server import RedisServer, TlsFiles
 from service.kafka.options import kafka_python_options
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics

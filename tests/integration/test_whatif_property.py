@@ -25,7 +25,7 @@ from service.core.durations import DAY_MS, format_duration
 from service.core.events import Event
 from service.core.lifecycle import STATES, Thresholds, state_at
 from service.core.partitioning import partition_for
-from service.dev.embedded import RedisServer
+from service.dev.redis_server import RedisServer
 from service.settings import Settings
 from service.storage.store import RedisStore
 from service.worker.outgoing import Outgoing
