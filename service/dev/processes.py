@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import ClassVar, Self, TypeVar
 
 _T = TypeVar("_T")
+CLUSTER_BUS_OFFSET = 10_000  # a Redis Cluster node also listens on its port + 10000
 
 
 class EmbeddedError(RuntimeError):
@@ -46,14 +47,29 @@ def free_port() -> int:
         return port
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for ports it hands out itself (outgoing connections, port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999  # Linux's default
+
+
 def free_cluster_port() -> int:
-    """A free port a Redis Cluster node can use: its bus port (+10000) must be a valid port too."""
+    """A free port for a Redis Cluster node whose bus port (+10000) is free too.
+
+    Both lie below the ephemeral range, where `free_port()` and outgoing connections take
+    theirs, so another server of the same test run cannot land on the bus port between
+    this check and the node's start.
+    """
     import random
 
+    highest = ephemeral_ports()[0] - CLUSTER_BUS_OFFSET - 1
     for _ in range(200):
-        port = random.randint(20_000, 45_000)
+        port = random.randint(10_000, highest)
         try:
-            for p in (port, port + 10_000):
+            for p in (port, port + CLUSTER_BUS_OFFSET):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", p))
         except OSError:

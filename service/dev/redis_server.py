@@ -12,6 +12,7 @@ from service.dev.processes import (
     EmbeddedError,
     MissingDependency,
     ServerProcess,
+    StartupError,
     free_cluster_port,
 )
 
@@ -138,7 +139,7 @@ class RedisClusterNodes:
             raise MissingDependency("redis-cli not found on PATH; it comes with Debian's redis-tools")
         try:
             for node in self.nodes:
-                node.start()
+                _start_node(node)
             addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
             subprocess.run(
                 [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
@@ -178,3 +179,17 @@ class RedisClusterNodes:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _start_node(node: RedisServer, attempts: int = 5) -> None:
+    """Start a cluster node, moving it to another free port pair while its ports are taken
+    (another process may bind one between the choice and the start)."""
+    for attempt in range(attempts):
+        try:
+            node.start()
+            return
+        except StartupError as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+            (node.workdir / "nodes.conf").unlink(missing_ok=True)
+            node.port = free_cluster_port()
