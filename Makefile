@@ -2,6 +2,10 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Property tests draw from one seed per run, printed, so any failure can be repeated
+# exactly: `make test SEED=<the printed seed>`.
+SEED := $(or $(SEED),$(shell date +%s%N))
+PYTEST := $(BIN)/pytest -q --hypothesis-profile=ci --hypothesis-seed=$(SEED)
 
 .PHONY: setup dev test test-unit test-integration lint docs faults bench soak kafka-jars console console-deps screenshots clean
 
@@ -42,15 +46,18 @@ lint: setup
 	$(BIN)/mypy
 
 test-unit: setup
-	$(BIN)/pytest -q tests/unit
+	@echo "hypothesis seed $(SEED) (make test-unit SEED=$(SEED) repeats it)"
+	$(PYTEST) tests/unit
 
 test-integration: setup kafka-jars console-deps
-	$(BIN)/pytest -q tests/integration tests/e2e
-	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration tests/faults/test_broker_restart.py
+	@echo "hypothesis seed $(SEED) (make test-integration SEED=$(SEED) repeats it)"
+	$(PYTEST) tests/integration tests/e2e
+	LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/integration tests/faults/test_broker_restart.py
 
 test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
-	$(BIN)/pytest -q tests
-	LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration tests/faults/test_broker_restart.py
+	@echo "hypothesis seed $(SEED) (make test SEED=$(SEED) repeats it)"
+	$(PYTEST) tests
+	LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/integration tests/faults/test_broker_restart.py
 
 faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults

@@ -21,9 +21,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
 from service.dev.redis_server import RedisServer
+
+# `make test`'s profile: with the run's seed given on the command line, a failure prints
+# the blob that replays its example, and no example database carries state between runs.
+settings.register_profile("ci", print_blob=True, database=None)
 
 BROKER_KINDS = ("tansu", "kafka")
 
