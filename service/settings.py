@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.durations import parse_duration
+from service.core.events import MAX_TS_MS, TimeBounds
 from service.core.profile import Profile, load_profile
 
 
@@ -134,7 +136,14 @@ class Settings(BaseSettings):
     )
     max_future: str = Field(
         "1d",
-        description="in wall clock mode, how far past the wall clock an event ts may be (later: rejected)",
+        description="how far past the server's wall clock an event ts may be, in both clock modes "
+        "(later: dead-lettered). It allows for devices' clock skew; an event dated years ahead "
+        "would otherwise move the event clock there and age every user at once",
+    )
+    min_event_time: str = Field(
+        "2000-01-01",
+        description="the earliest event ts accepted (ISO 8601 date or UTC time; earlier: "
+        "dead-lettered); move it back to backfill older logs",
     )
     collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
     collector_max_bytes: int = Field(
@@ -203,6 +212,12 @@ class Settings(BaseSettings):
         parse_duration(value)
         return value
 
+    @field_validator("min_event_time")
+    @classmethod
+    def _min_event_time(cls, value: str) -> str:
+        _iso_ms(value)
+        return value
+
     @cached_property
     def loaded_profile(self) -> Profile:
         return load_profile(self.profile)
@@ -221,8 +236,30 @@ class Settings(BaseSettings):
         return parse_duration(self.max_future)
 
     @property
+    def min_event_ms(self) -> int:
+        return _iso_ms(self.min_event_time)
+
+    def time_bounds(self, now_ms: int) -> TimeBounds:
+        """The event times accepted at wall-clock `now_ms`."""
+        return TimeBounds(self.min_event_ms, min(now_ms + self.max_future_ms, MAX_TS_MS))
+
+    @property
     def bootstrap_servers(self) -> list[str]:
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+
+def _iso_ms(value: str) -> int:
+    """Epoch milliseconds of an ISO 8601 date or time (UTC unless it names an offset)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date or time (e.g. 1995-01-01)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    ms = int(parsed.timestamp() * 1000)
+    if not 0 <= ms < MAX_TS_MS:
+        raise ValueError(f"{value!r} must lie between 1970-01-01 and 2100-01-01")
+    return ms
 
 
 def mask_url(url: str) -> str:

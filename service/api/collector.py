@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from service.core.envelopes import envelopes
-from service.core.events import validate_event
+from service.core.events import TimeBounds, validate_event
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
 
@@ -61,7 +61,7 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
 
 
 def validate_batch(
-    body: bytes, max_events: int, max_ts: int
+    body: bytes, max_events: int, bounds: TimeBounds
 ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
     """Valid events as `(user_id, JSON bytes)` and the rejected ones as `{index, reason}`."""
     try:
@@ -81,7 +81,7 @@ def validate_batch(
     accepted: list[tuple[str, bytes]] = []
     rejected: list[dict[str, Any]] = []
     for i, item in enumerate(docs):
-        checked = validate_event(item, max_ts=max_ts) if isinstance(item, dict) else "not a JSON object"
+        checked = validate_event(item, bounds) if isinstance(item, dict) else "not a JSON object"
         if isinstance(checked, str):
             rejected.append({"index": i, "reason": checked})
         else:
@@ -119,8 +119,8 @@ class Collector:
     async def collect(self, body: bytes, content_encoding: str | None) -> Collected:
         s = self.settings
         raw = decode_body(body, content_encoding, s.collector_max_bytes)
-        max_ts = int(time.time() * 1000) + s.max_future_ms
-        accepted, rejected = validate_batch(raw, s.collector_max_events, max_ts)
+        bounds = s.time_bounds(int(time.time() * 1000))
+        accepted, rejected = validate_batch(raw, s.collector_max_events, bounds)
         messages = list(envelopes(accepted, s.partitions, max_events=s.collector_max_events))
         if messages:
             producer = await self._ready_producer()

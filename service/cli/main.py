@@ -78,11 +78,12 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
     settings = _settings()
     bad: list[tuple[int, str]] = []
+    bounds = settings.time_bounds(int(time.time() * 1000))
 
     def good() -> Iterator[dict[str, Any]]:
         for line_no, doc, error, _raw in read_events(args.path):
             if doc is not None and error is None:
-                checked = validate_event(doc)
+                checked = validate_event(doc, bounds)
                 if isinstance(checked, str):
                     error = checked
                 else:

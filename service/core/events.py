@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 MAX_ID_LEN = 128
-MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: the default earliest event time
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: no bound may reach past it
 MAX_AMOUNT = 1e12
 MAX_PROPERTIES_DEPTH = 16  # nested objects/arrays; orjson re-encodes at most 254 levels
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -56,6 +56,32 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """The event times accepted now. The latest is the server's wall clock plus a margin for
+    clock skew: an event dated decades ahead would otherwise move an event-time clock there
+    and age every user at once. The earliest is configurable so old logs can be backfilled."""
+
+    earliest: int
+    latest: int
+
+    def problem(self, ts: int) -> str | None:
+        if ts < self.earliest:
+            return (
+                f"ts {_iso(ts)} is before the earliest accepted event time {_iso(self.earliest)} "
+                "(LIFECYCLE_MIN_EVENT_TIME)"
+            )
+        if ts > self.latest:
+            return (
+                f"ts {_iso(ts)} is later than the latest accepted event time {_iso(self.latest)} "
+                "(the server's clock plus LIFECYCLE_MAX_FUTURE)"
+            )
+        return None
+
+
+DEFAULT_BOUNDS = TimeBounds(MIN_TS_MS, MAX_TS_MS)
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """Bad input as a value: why, the original bytes, and its index inside an envelope."""
 
@@ -64,7 +90,9 @@ class Rejected:
     index: int | None = None
 
 
-def decode_message(value: bytes | None, *, max_ts: int = MAX_TS_MS) -> tuple[list[Event], list[Rejected]]:
+def decode_message(
+    value: bytes | None, bounds: TimeBounds = DEFAULT_BOUNDS
+) -> tuple[list[Event], list[Rejected]]:
     """Decode one Kafka message value (single event or envelope) into events and rejects."""
     if not value:
         return [], [Rejected("empty message", value or b"")]
@@ -73,7 +101,7 @@ def decode_message(value: bytes | None, *, max_ts: int = MAX_TS_MS) -> tuple[lis
     except orjson.JSONDecodeError as exc:
         return [], [Rejected(f"not JSON: {exc}", value)]
     if isinstance(doc, dict):
-        item = validate_event(doc, max_ts=max_ts)
+        item = validate_event(doc, bounds)
         if isinstance(item, str):
             return [], [Rejected(item, value)]
         return [item], []
@@ -83,9 +111,7 @@ def decode_message(value: bytes | None, *, max_ts: int = MAX_TS_MS) -> tuple[lis
         events: list[Event] = []
         rejected: list[Rejected] = []
         for i, raw in enumerate(doc):
-            item = (
-                validate_event(raw, max_ts=max_ts) if isinstance(raw, dict) else "event is not a JSON object"
-            )
+            item = validate_event(raw, bounds) if isinstance(raw, dict) else "event is not a JSON object"
             if isinstance(item, str):
                 rejected.append(Rejected(item, _dump(raw), i))
             else:
@@ -94,7 +120,7 @@ def decode_message(value: bytes | None, *, max_ts: int = MAX_TS_MS) -> tuple[lis
     return [], [Rejected("message is neither an event object nor an array of events", value)]
 
 
-def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | str:
+def validate_event(doc: dict[str, Any], bounds: TimeBounds = DEFAULT_BOUNDS) -> Event | str:
     """The event, or the reason it is not a canonical event."""
     extra = doc.keys() - _FIELDS
     if extra:
@@ -111,8 +137,9 @@ def validate_event(doc: dict[str, Any], *, max_ts: int = MAX_TS_MS) -> Event | s
     ts = parse_ts(doc.get("ts"))
     if isinstance(ts, str):
         return ts
-    if not MIN_TS_MS <= ts <= max_ts:
-        return f"ts {ts} is outside the accepted range [{MIN_TS_MS}, {max_ts}]"
+    out_of_bounds = bounds.problem(ts)
+    if out_of_bounds is not None:
+        return out_of_bounds
     channel = doc.get("channel")
     if channel is not None and (not isinstance(channel, str) or not _TOKEN.fullmatch(channel)):
         return "channel must be a string of 1..64 characters from [A-Za-z0-9_.-]"
@@ -172,6 +199,13 @@ def parse_ts(value: Any) -> int | str:
             return f"ts {value!r} needs a date, a time and a UTC offset (RFC 3339)"
         return (parsed - _EPOCH) // _ONE_MS
     return "ts is required: an RFC 3339 string or epoch milliseconds"
+
+
+def _iso(ts_ms: int) -> str:
+    try:
+        return (_EPOCH + ts_ms * _ONE_MS).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return f"{ts_ms} ms"
 
 
 def encode_events(events: list[dict[str, Any]]) -> bytes:

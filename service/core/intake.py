@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from service.core.dedup import event_digest
-from service.core.events import Event, Rejected, decode_message
+from service.core.events import Event, Rejected, TimeBounds, decode_message
 from service.core.partitioning import partition_for
 
 Message = tuple[int, bytes | None, bytes | None]
@@ -78,13 +78,13 @@ class Sorted:
         return sum(len(evs) for evs in self.misrouted.values())
 
 
-def decode_batch(messages: Sequence[Message], partitions: int, max_ts: int, bucket: Bucket) -> Decoded:
+def decode_batch(messages: Sequence[Message], partitions: int, bounds: TimeBounds, bucket: Bucket) -> Decoded:
     """Decode `(offset, key, value)` messages; never raises (bad input becomes `Rejected`)."""
     decoded: list[DecodedMessage] = []
     owner: dict[str, int] = {}
     digests: dict[int, list[bytes]] = defaultdict(list)
     for offset, key, value in messages:
-        events, rejected = decode_message(value, max_ts=max_ts)
+        events, rejected = decode_message(value, bounds)
         items = []
         for ev in events:
             digest = event_digest(ev.event_id)

@@ -24,7 +24,6 @@ from service.core import counters as ctr
 from service.core.batch import apply_events, sweep
 from service.core.cloudevents import encode as encode_trigger
 from service.core.dedup import dedup_bucket
-from service.core.events import MAX_TS_MS
 from service.core.intake import Message, decode_batch, sort_batch
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
@@ -179,10 +178,8 @@ class PartitionProcessor:
                 return BatchStats(fenced=True)
             part.new_log = False
         gen = await self._owner_generation(part, messages[0][0] if messages else None)
-        max_ts = (
-            int(self.wall_clock() * 1000) + settings.max_future_ms if settings.clock == "wall" else MAX_TS_MS
-        )
-        batch = decode_batch(messages, settings.partitions, max_ts, dedup_bucket)
+        bounds = settings.time_bounds(int(self.wall_clock() * 1000))
+        batch = decode_batch(messages, settings.partitions, bounds, dedup_bucket)
         tx = BatchTransaction(self.store, partition, gen)
         started = time.perf_counter()
         snap = await tx.begin(batch.users_of(partition), batch.digests)

@@ -146,7 +146,13 @@ def test_replay_publishes_a_file_and_reports_bad_lines(broker: Any, tmp_path: Pa
         for i in range(300)
     ]
     jsonl = tmp_path / "history.jsonl"
-    jsonl.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b'\nnot json\n{"event_id": 1}\n')
+    future = {"event_id": "f", "user_id": "u", "type": "visit", "ts": "2090-01-01T00:00:00Z"}
+    jsonl.write_bytes(
+        b"\n".join(orjson.dumps(e) for e in events)
+        + b'\nnot json\n{"event_id": 1}\n'
+        + orjson.dumps(future)
+        + b"\n"
+    )
     csv = tmp_path / "history.csv"
     csv.write_text(
         "event_id,user_id,type,ts,channel,amount\n"
@@ -159,8 +165,9 @@ def test_replay_publishes_a_file_and_reports_bad_lines(broker: Any, tmp_path: Pa
         [*LIFECYCLE, "replay", str(jsonl)], env=env, capture_output=True, text=True, timeout=120
     )
     assert "replayed 300 events" in result.stdout, result.stdout + result.stderr
-    assert "2 invalid line(s)" in result.stdout
+    assert "3 invalid line(s)" in result.stdout
     assert "line 301" in result.stderr and "line 302" in result.stderr
+    assert "line 303" in result.stderr and "LIFECYCLE_MAX_FUTURE" in result.stderr
     assert result.returncode == 1
     result = subprocess.run(
         [*LIFECYCLE, "replay", str(csv)], env=env, capture_output=True, text=True, timeout=120

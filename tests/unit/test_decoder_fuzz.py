@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from service.api.collector import CollectorError, decode_body, validate_batch
 from service.core.batch import apply_events
 from service.core.events import (
+    DEFAULT_BOUNDS,
     MAX_AMOUNT,
     MAX_ID_LEN,
     MAX_TS_MS,
@@ -210,7 +211,7 @@ def test_every_item_of_a_hostile_envelope_is_accounted_for(docs: list[Any], sing
 def test_the_collector_lists_each_rejected_event_and_accepts_the_others(docs: list[Any]) -> None:
     body = _lenient(docs)
     try:
-        accepted, rejected = validate_batch(body, 1000, MAX_TS_MS)
+        accepted, rejected = validate_batch(body, 1000, DEFAULT_BOUNDS)
     except CollectorError as exc:  # the whole body refused: only for bodies that are not JSON
         assert exc.status == 400
         with pytest.raises(orjson.JSONDecodeError):

@@ -16,6 +16,7 @@ from service.core.events import (
     MIN_TS_MS,
     Event,
     Rejected,
+    TimeBounds,
     decode_message,
     encode_events,
     parse_ts,
@@ -184,12 +185,12 @@ REJECTED: list[tuple[str, dict[str, Any], str]] = [
     ("impossible offset", ev(ts="2024-01-01T00:00:00+25:00"), "RFC 3339"),
     ("overlong ts", ev(ts="2024-01-01T00:00:00.000000000000000000000Z"), "too long"),
     ("ts string of digits", ev(ts=str(T0)), "RFC 3339"),
-    ("ts before 2000", ev(ts=MIN_TS_MS - 1), "outside the accepted range"),
-    ("ts in seconds", ev(ts=T0 // 1000), "outside the accepted range"),
-    ("negative ts", ev(ts=-1), "outside the accepted range"),
-    ("ts after 2100", ev(ts=MAX_TS_MS + 1), "outside the accepted range"),
-    ("rfc ts after 2100", ev(ts="2100-01-01T00:00:00.001Z"), "outside the accepted range"),
-    ("ts in microseconds", ev(ts=T0 * 1000), "outside the accepted range"),
+    ("ts before 2000", ev(ts=MIN_TS_MS - 1), "LIFECYCLE_MIN_EVENT_TIME"),
+    ("ts in seconds", ev(ts=T0 // 1000), "before the earliest accepted event time 2000-01-01T00:00:00Z"),
+    ("negative ts", ev(ts=-1), "LIFECYCLE_MIN_EVENT_TIME"),
+    ("ts after 2100", ev(ts=MAX_TS_MS + 1), "LIFECYCLE_MAX_FUTURE"),
+    ("rfc ts after 2100", ev(ts="2100-01-01T00:00:00.001Z"), "LIFECYCLE_MAX_FUTURE"),
+    ("ts in microseconds", ev(ts=T0 * 1000), "LIFECYCLE_MAX_FUTURE"),
     ("absurd ts", ev(ts=10**17), "plausible"),
     ("huge ts", ev(ts=2**64 - 1), "plausible"),
     ("huge float ts", ev(ts=1e300), "plausible"),
@@ -219,10 +220,29 @@ def test_each_kind_of_bad_event_is_rejected_with_its_reason(doc: dict[str, Any],
     assert reason in got.reason
 
 
-def test_ts_above_max_ts_is_rejected() -> None:
-    assert isinstance(one(ev(ts=T0), max_ts=T0), Event)
-    got = one(ev(ts=T0 + 1), max_ts=T0)
-    assert isinstance(got, Rejected) and "outside the accepted range" in got.reason
+def test_ts_outside_the_bounds_is_rejected_with_the_setting_that_moves_them() -> None:
+    bounds = TimeBounds(T0 - 10, T0)
+    assert isinstance(one(ev(ts=T0), bounds=bounds), Event)
+    assert isinstance(one(ev(ts=T0 - 10), bounds=bounds), Event)
+    late = one(ev(ts=T0 + 1), bounds=bounds)
+    assert isinstance(late, Rejected) and "LIFECYCLE_MAX_FUTURE" in late.reason
+    early = one(ev(ts=T0 - 11), bounds=bounds)
+    assert isinstance(early, Rejected) and "LIFECYCLE_MIN_EVENT_TIME" in early.reason
+
+
+def test_a_far_future_ts_is_named_in_the_reason_even_past_the_calendar() -> None:
+    got = validate_event(ev(ts=9e15))
+    assert isinstance(got, str) and "later than the latest accepted event time 2100" in got, got
+
+
+def test_the_settings_bounds_follow_the_clock_and_the_earliest_time() -> None:
+    from service.settings import Settings
+
+    s = Settings(min_event_time="1995-01-01", max_future="1h")
+    assert s.time_bounds(T0) == TimeBounds(788_918_400_000, T0 + 3_600_000)
+    assert Settings().time_bounds(MAX_TS_MS).latest == MAX_TS_MS  # never past 2100
+    with pytest.raises(ValueError, match="ISO 8601"):
+        Settings(min_event_time="last tuesday")
 
 
 @pytest.mark.parametrize(

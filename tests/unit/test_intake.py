@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.core.dedup import event_digest
+from service.core.events import TimeBounds
 from service.core.intake import DeadLetter, Decoded, Message, Sorted, decode_batch, sort_batch
 from service.core.partitioning import partition_for
 
@@ -34,7 +35,7 @@ def msg(offset: int, *events: dict[str, object]) -> Message:
 def sort(
     messages: list[Message], applied: int = -1, seen: set[bytes] | None = None, partition: int = 0
 ) -> tuple[Decoded, Sorted]:
-    decoded = decode_batch(messages, PARTS, 2**62, bucket)
+    decoded = decode_batch(messages, PARTS, TimeBounds(0, 2**62), bucket)
     return decoded, sort_batch(decoded, partition, applied, seen or set(), bucket)
 
 

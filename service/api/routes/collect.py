@@ -10,29 +10,34 @@ from fastapi.responses import JSONResponse
 from service.api.collector import Collector, CollectorError
 from service.api.models import CollectRefused, CollectResponse
 from service.api.problems import Problem
-from service.core.events import MAX_AMOUNT, MAX_TS_MS, MIN_TS_MS
+from service.core.events import MAX_AMOUNT, MAX_TS_MS
 from service.settings import Settings
 
-_EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["event_id", "user_id", "type", "ts"],
-    "additionalProperties": False,
-    "properties": {
-        "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
-        "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
-        "ts": {
-            "oneOf": [
-                {"type": "string", "format": "date-time", "maxLength": 40},
-                {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS},
-            ],
-            "description": "event time; also at most LIFECYCLE_MAX_FUTURE past the server's clock",
+
+def _event_schema(min_ts: int) -> dict[str, Any]:
+    """One event's JSON schema; `ts` within the settings' bounds (the later one moves with
+    the clock, so only its ceiling is in the schema)."""
+    return {
+        "type": "object",
+        "required": ["event_id", "user_id", "type", "ts"],
+        "additionalProperties": False,
+        "properties": {
+            "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+            "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
+            "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
+            "ts": {
+                "oneOf": [
+                    {"type": "string", "format": "date-time", "maxLength": 40},
+                    {"type": "integer", "minimum": min_ts, "maximum": MAX_TS_MS},
+                ],
+                "description": "event time: from LIFECYCLE_MIN_EVENT_TIME to the server's clock "
+                "plus LIFECYCLE_MAX_FUTURE",
+            },
+            "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$", "not": {"const": "-"}},
+            "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
+            "properties": {"type": "object"},
         },
-        "channel": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$", "not": {"const": "-"}},
-        "amount": {"type": "number", "minimum": -MAX_AMOUNT, "maximum": MAX_AMOUNT},
-        "properties": {"type": "object"},
-    },
-}
+    }
 
 
 async def _read_bounded(request: Request, limit: int) -> bytes | None:
@@ -50,6 +55,7 @@ async def _read_bounded(request: Request, limit: int) -> bytes | None:
 
 def collect_routes(settings: Settings, collector: Collector) -> APIRouter:
     router = APIRouter()
+    event_schema = _event_schema(settings.min_event_ms)
 
     @router.post(
         "/v1/events",
@@ -67,10 +73,10 @@ def collect_routes(settings: Settings, collector: Collector) -> APIRouter:
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                _EVENT_SCHEMA,
+                                event_schema,
                                 {
                                     "type": "array",
-                                    "items": _EVENT_SCHEMA,
+                                    "items": event_schema,
                                     "minItems": 1,
                                     "maxItems": settings.collector_max_events,
                                 },
