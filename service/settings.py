@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.durations import parse_duration
+from service.core.envelopes import ENVELOPE_MAX_BYTES
 from service.core.events import MAX_TS_MS, TimeBounds
 from service.core.profile import Profile, load_profile
 
@@ -146,6 +147,14 @@ class Settings(BaseSettings):
         "dead-lettered); move it back to backfill older logs",
     )
     collector_max_events: int = Field(1000, ge=1, le=100_000, description="events per POST /v1/events")
+    envelope_max_bytes: int = Field(
+        ENVELOPE_MAX_BYTES,
+        ge=1024,
+        le=64 << 20,
+        description="bytes per envelope message that the collector, the bridge and replay write; "
+        "keep it under the events topic's max.message.bytes (1 MiB by default). A single "
+        "event over it is refused (413 at the collector)",
+    )
     collector_max_bytes: int = Field(
         5 << 20, ge=1024, description="bytes per request body, after decompression"
     )

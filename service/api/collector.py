@@ -121,7 +121,18 @@ class Collector:
         raw = decode_body(body, content_encoding, s.collector_max_bytes)
         bounds = s.time_bounds(int(time.time() * 1000))
         accepted, rejected = validate_batch(raw, s.collector_max_events, bounds)
-        messages = list(envelopes(accepted, s.partitions, max_events=s.collector_max_events))
+        too_big = next(
+            (i for i, (_, raw) in enumerate(accepted) if len(raw) + 2 > s.envelope_max_bytes), None
+        )
+        if too_big is not None:
+            raise CollectorError(
+                413,
+                f"an event of {len(accepted[too_big][1])} bytes is over the envelope limit of "
+                f"{s.envelope_max_bytes} bytes (LIFECYCLE_ENVELOPE_MAX_BYTES)",
+            )
+        messages = list(
+            envelopes(accepted, s.partitions, s.collector_max_events, max_bytes=s.envelope_max_bytes)
+        )
         if messages:
             producer = await self._ready_producer()
             try:

@@ -7,7 +7,9 @@ its user, values joined (not re-encoded) into envelopes per target partition, an
 source offsets committed only after the broker acknowledged every envelope. It is
 at-least-once; the worker's `event_id` de-duplication makes a redelivery harmless.
 Anything that is not a JSON object with a string `user_id` is passed through as it is,
-so the worker dead-letters it with its reason.
+so the worker dead-letters it with its reason. Envelopes stay under
+`LIFECYCLE_ENVELOPE_MAX_BYTES`; a single message over it could never be delivered, so it
+goes to the dead-letter topic as a reference: its first 64 KiB, with its size and source.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from service.core.envelopes import join_envelope
+from service.core.envelopes import TOO_LARGE_KEEP_BYTES, join_envelope, split_values
 from service.core.partitioning import partition_for
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
@@ -36,6 +38,7 @@ class BridgeStats:
     events: int = 0
     passed_through: int = 0
     envelopes: int = 0
+    too_large: int = 0
 
 
 class Bridge:
@@ -116,9 +119,13 @@ class Bridge:
         keys: dict[int, bytes] = {}
         futures = []
         loads = orjson.loads
-        for msgs in batch.values():
+        limit = s.envelope_max_bytes
+        for tp, msgs in batch.items():
             for m in msgs:
                 value = m.value
+                if value is not None and len(value) + 2 > limit:
+                    futures.append(await self._too_large(producer, tp, m))
+                    continue
                 if value is not None and value.startswith(b"{"):
                     try:
                         doc = loads(value)
@@ -141,14 +148,37 @@ class Bridge:
                 target = partition_for(key.decode(errors="replace"), n_parts) if key else 0
                 futures.append(await producer.send(s.events_topic, value=value, key=m.key, partition=target))
                 self.stats.passed_through += 1
-        size = self.envelope_events
         for p, values in buckets.items():
-            for start in range(0, len(values), size):
-                envelope = join_envelope(values[start : start + size])
+            for run in split_values(values, self.envelope_events, limit):
+                envelope = join_envelope(run)
                 futures.append(await producer.send(s.events_topic, value=envelope, key=keys[p], partition=p))
                 self.stats.envelopes += 1
             self.stats.events += len(values)
         return futures
+
+    async def _too_large(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, m: ConsumerRecord[bytes, bytes]
+    ) -> asyncio.Future[Any]:
+        value = m.value or b""
+        log.warning(
+            "bridge: %s[%d] offset %d is %d bytes, over LIFECYCLE_ENVELOPE_MAX_BYTES: dead-lettered",
+            tp.topic,
+            tp.partition,
+            m.offset,
+            len(value),
+        )
+        self.stats.too_large += 1
+        headers = [
+            ("x-error-reason", b"too_large"),
+            ("x-original-size", str(len(value)).encode()),
+            ("x-source-topic", tp.topic.encode()),
+            ("x-source-partition", str(tp.partition).encode()),
+            ("x-source-offset", str(m.offset).encode()),
+        ]
+        sent: asyncio.Future[Any] = await producer.send(
+            self.settings.dlq_topic, value=value[:TOO_LARGE_KEEP_BYTES], key=m.key, headers=headers
+        )
+        return sent
 
 
 def run_bridge(settings: Settings, source: str, group_id: str | None) -> None:
@@ -163,10 +193,11 @@ def run_bridge(settings: Settings, source: str, group_id: str | None) -> None:
         stats = await bridge.run()
         elapsed = time.monotonic() - started
         log.info(
-            "bridge stopped: %d events in %d envelopes, %d passed through, %.0f s",
+            "bridge stopped: %d events in %d envelopes, %d passed through, %d too large, %.0f s",
             stats.events,
             stats.envelopes,
             stats.passed_through,
+            stats.too_large,
             elapsed,
         )
 

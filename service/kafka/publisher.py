@@ -18,7 +18,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from service.core.envelopes import envelopes
+from service.core.envelopes import ENVELOPE_MAX_BYTES, envelopes
 from service.kafka.options import kafka_python_options
 from service.kafka.topics import ensure_topics
 from service.settings import Settings
@@ -40,6 +40,7 @@ class EventPublisher:
         partitions: int,
         envelope_size: int = 200,
         single: bool = False,
+        envelope_max_bytes: int = ENVELOPE_MAX_BYTES,
         **producer_config: Any,
     ) -> None:
         if partitions < 1:
@@ -47,6 +48,7 @@ class EventPublisher:
         self.topic = topic
         self.partitions = partitions
         self.envelope_size = max(1, envelope_size)
+        self.envelope_max_bytes = envelope_max_bytes
         self.single = single
         config: dict[str, Any] = {
             "bootstrap_servers": [s.strip() for s in bootstrap.split(",") if s.strip()],
@@ -91,7 +93,9 @@ class EventPublisher:
 
         if len(self._cache) > _CACHE_LIMIT:
             self._cache.clear()
-        for partition, key, value in envelopes(items(), self.partitions, self.envelope_size, self._cache):
+        for partition, key, value in envelopes(
+            items(), self.partitions, self.envelope_size, self._cache, self.envelope_max_bytes
+        ):
             self._send(value, key, partition)
         self.events_sent += count
         return count
@@ -174,6 +178,7 @@ def publish_events(
         settings.partitions,
         envelope_size=envelope_size,
         single=single,
+        envelope_max_bytes=settings.envelope_max_bytes,
         **kafka_python_options(settings),
     )
     try:
