@@ -37,7 +37,7 @@ START_MS = 1_700_000_000_000
 class _NoSink:
     """Generated events are valid and envelopes only hold their partition's users: nothing to send."""
 
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         raise AssertionError(f"unexpected dead letter or re-route: {messages[0].headers}")
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:

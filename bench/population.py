@@ -30,7 +30,7 @@ from service.worker.processor import PartitionProcessor
 class _NoSink:
     """Sweeps publish nothing themselves (the relay does): a sink that must not be used."""
 
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         raise AssertionError("a sweep does not send")
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:

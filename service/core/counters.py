@@ -91,6 +91,7 @@ COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per d
 DUPLICATES = "duplicates"
 REJECTED = "rejected"
 MISROUTED = "misrouted"
+UNDELIVERABLE = "undeliverable"  # dead letters or re-routed events no send could deliver
 UNKNOWN_USER = "unknown_user_events"
 APPLIED = "applied"
 LOG_REBASED = "log_rebased"  # the events topic became a new log under the applied offset

@@ -122,6 +122,10 @@ class RedisStore:
     def keys(self, partition: int) -> PartitionKeys:
         return PartitionKeys(self.prefix, partition)
 
+    async def probe_write(self) -> None:
+        """One small write, to tell whether Redis takes writes again (raises if not)."""
+        await self.redis.set(f"{self.prefix}:write-probe", b"1", ex=60)
+
     async def claim(self, partition: int) -> str:
         """Become the partition's owner: a new generation fences every previous owner."""
         gen = await self.redis.hincrby(self.keys(partition).meta, "gen", 1)

@@ -75,6 +75,8 @@ class Agent:
                 await processor.sweep(partition)
                 while await processor.relay(partition) >= self.relay_batch:
                     pass
+                if outage.writes_refused:  # a sweep with nothing to do only read: try a write
+                    await processor.store.probe_write()
                 outage.recovered()
             except RepositionRequired as exc:
                 exit_for(exc, "sweeping", self.crash)

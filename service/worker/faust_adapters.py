@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
+from service.kafka.errors import permanent
 from service.kafka.options import aiokafka_options
 from service.kafka.tail import last_header_values
 from service.settings import Settings
@@ -24,12 +26,26 @@ class FaustSink:
         self.bootstrap = settings.bootstrap_servers
         self.options = aiokafka_options(settings)
 
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         producer = self.app.producer
-        futures = [
-            await producer.send(m.topic, m.key, m.value, m.partition, None, m.headers) for m in messages
-        ]
-        await asyncio.gather(*futures)
+        futures = []
+        refused: list[tuple[Outgoing, BaseException]] = []
+        for m in messages:
+            try:
+                futures.append(
+                    (m, await producer.send(m.topic, m.key, m.value, m.partition, None, m.headers))
+                )
+            except KafkaError as exc:  # refused before it left: too large for the producer
+                if not permanent(exc):
+                    raise
+                refused.append((m, exc))
+        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        for (m, _), result in zip(futures, results, strict=True):
+            if isinstance(result, BaseException):
+                if not (isinstance(result, KafkaError) and permanent(result)):
+                    raise result
+                refused.append((m, result))
+        return refused
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
         return await last_header_values(self.bootstrap, topic, partition, header, **self.options)

@@ -20,7 +20,7 @@ from service.core.records import NO_CHANNEL
 from service.core.trigger_rules import KINDS
 from service.core.triggers import STATUSES, Fired
 
-OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed")
+OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed", "undeliverable")
 
 
 class WorkerMetrics:

@@ -7,6 +7,12 @@ so a long outage costs a connection attempt every few seconds, not a busy loop; 
 pause is visible as a gauge, on the worker's `/readyz`, and as one warning once it
 outlasts a retry (then one every `remind_s`) and one when it ends. Messages carry the exception
 text of the Redis client (host, port, errno), never event or user data.
+
+A Redis that answers with an error can be out just the same: READONLY after a failover
+(the old primary is a replica now), OOM at `maxmemory` with `noeviction`, BUSY while a
+script runs, LOADING after a restart, CLUSTERDOWN or TRYAGAIN mid-failover, MISCONF
+while it cannot persist. Each passes with time and none with a restart of the worker, so
+`passes_with_time` counts them as an outage too.
 """
 
 from __future__ import annotations
@@ -16,8 +22,62 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import Gauge
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
+
+
+_OUTAGE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    BusyLoadingError,
+    ClusterDownError,
+    TryAgainError,
+    MasterDownError,
+)
+# Error replies the client library has no class for (Redis's own prefixes).
+_OUTAGE_REPLIES = (
+    "READONLY",
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "MISCONF",
+)
+
+
+def passes_with_time(exc: BaseException) -> bool:
+    """Whether `exc` means Redis is unavailable for now (retry later), not a bug."""
+    if isinstance(exc, _OUTAGE_ERRORS):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).lstrip().upper().startswith(_OUTAGE_REPLIES)
+
+
+_WRITE_REFUSALS = ("READONLY", "OOM", "MISCONF", "NOREPLICAS")
+
+
+def refuses_writes(exc: BaseException) -> bool:
+    """Whether `exc` says Redis answers but takes no writes (a replica now, full, cannot
+    persist): reads that succeed meanwhile do not end such an outage."""
+    if isinstance(exc, ReadOnlyError | OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).lstrip().upper().startswith(_WRITE_REFUSALS)
 
 
 def backoff_delay(attempt: int, first: float = 0.1, cap: float = 5.0) -> float:
@@ -38,6 +98,7 @@ class Outage:
         self.clock = clock
         self.remind_s = remind_s
         self.since: float | None = None
+        self.writes_refused = False  # the outage is Redis refusing writes, not Redis away
         self.attempts = 0
         self._next_try = 0.0
         self._reminded = 0.0
@@ -64,6 +125,7 @@ class Outage:
         now = self.clock()
         delay = backoff_delay(self.attempts)
         self.attempts += 1
+        self.writes_refused = refuses_writes(exc)
         self._next_try = now + delay
         if self.since is None:
             self.since = now
@@ -98,5 +160,6 @@ class Outage:
         )
         self.since = None
         self.attempts = 0
+        self.writes_refused = False
         if self.gauge is not None:
             self.gauge.set(0)

@@ -17,8 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from service.core import counters as ctr
 from service.core.batch import apply_events, sweep
@@ -31,8 +30,8 @@ from service.settings import Settings
 from service.storage.store import ConflictError, FencedError, OutboxEntry, RedisStore
 from service.worker.claims import Claims, LogIdentity
 from service.worker.metrics import OUTCOMES, WorkerMetrics
-from service.worker.outage import Outage, backoff_delay
-from service.worker.outgoing import OUTBOX_HEADER, Outgoing, Sink, dead_letter, rerouted
+from service.worker.outage import Outage, backoff_delay, passes_with_time
+from service.worker.outgoing import OUTBOX_HEADER, Outgoing, Sink, as_reference, dead_letter, rerouted
 from service.worker.partition import Partition, Partitions
 from service.worker.topic_identity import BrokerUnavailable
 from service.worker.transaction import BatchTransaction, check_fence
@@ -47,6 +46,7 @@ class BatchStats:
     rejected: int = 0
     misrouted: int = 0
     replayed: int = 0
+    undeliverable: int = 0  # dead letters or re-routed envelopes a send refused for good
     fenced: bool = False  # dropped unapplied: another owner has it, or it is re-read from Redis's position
 
 
@@ -142,7 +142,9 @@ class PartitionProcessor:
                 await asyncio.sleep(min(0.05 * fences, 1.0))
             except ConflictError as exc:
                 log.info("partition %d: %s; retrying", partition, exc)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:
+                if not passes_with_time(exc):
+                    raise
                 if self.metrics:
                     self.metrics.redis_retries.inc()
                 await asyncio.sleep(self.outage.failed(exc))
@@ -197,15 +199,31 @@ class PartitionProcessor:
             tx.complete_unchanged()
             return stats  # everything was already applied: a replay after a crash
 
+        limit = settings.envelope_max_bytes
         outgoing = [
-            dead_letter(settings.dlq_topic, settings.events_topic, partition, d) for d in intake.dead_letters
+            dead_letter(settings.dlq_topic, settings.events_topic, partition, d, limit)
+            for d in intake.dead_letters
         ]
-        outgoing += [
-            rerouted(settings.events_topic, partition, target, evs)
-            for target, evs in intake.misrouted.items()
-        ]
+        for target, evs in intake.misrouted.items():
+            outgoing += rerouted(settings.events_topic, partition, target, evs, limit)
         if outgoing:
-            await self.sink.send_and_wait(outgoing)
+            refused = await self.sink.send_and_wait(outgoing)
+            # A dead-letter topic that takes less than we do gets the reference instead.
+            references = [(m, ref) for m, _ in refused if (ref := as_reference(m)) is not None]
+            if references:
+                retried = await self.sink.send_and_wait([ref for _, ref in references])
+                first = {id(m) for m, _ in references}
+                refused = [(m, e) for m, e in refused if id(m) not in first] + retried
+            stats.undeliverable = len(refused)
+            for message, exc in refused:
+                # No retry would deliver it; holding the batch back would stall the partition.
+                log.error(
+                    "%s: undeliverable to %s (%d bytes): %s; counted, the stream goes on",
+                    message.origin,
+                    message.topic,
+                    len(message.value),
+                    exc,
+                )
 
         fresh = intake.fresh
         swept = snap.meta.swept_ms
@@ -228,6 +246,7 @@ class PartitionProcessor:
                 ctr.DUPLICATES: stats.duplicates,
                 ctr.REJECTED: stats.rejected,
                 ctr.MISROUTED: stats.misrouted,
+                ctr.UNDELIVERABLE: stats.undeliverable,
             },
             outbox=self._outbox(result.triggers.fired),
             committed_at=int(self.wall_clock() * 1000),
@@ -324,7 +343,7 @@ class PartitionProcessor:
         entries = await self.store.outbox_read(partition, s.relay_batch)
         if not entries:
             return 0
-        await self.sink.send_and_wait(
+        refused = await self.sink.send_and_wait(
             [
                 Outgoing(
                     s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, self.outbox_header(sid))]
@@ -332,6 +351,11 @@ class PartitionProcessor:
                 for sid, uid, ce in entries
             ]
         )
+        if refused:  # kept in the outbox, retried next tick: a trigger is never dropped
+            log.error(
+                "partition %d: the triggers topic refuses trigger CloudEvents: %s", partition, refused[0][1]
+            )
+            return 0
         await self.store.outbox_trim(partition, entries[-1][0])
         if self.metrics:
             self.metrics.relayed.inc(len(entries))

@@ -157,7 +157,7 @@ async def test_a_new_log_under_a_running_worker_is_rebased_and_a_resent_source_a
 class NoSink:
     """These batches hold only valid events of their own partition: nothing is ever sent."""
 
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         raise AssertionError(f"unexpected messages for the broker: {messages}")
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:

@@ -79,7 +79,7 @@ class AiokafkaConsumer:
 
 
 class NoSink:
-    async def send_and_wait(self, messages: Any) -> None:
+    async def send_and_wait(self, messages: Any) -> list[tuple[Outgoing, BaseException]]:
         raise AssertionError(f"nothing to dead-letter or re-route here: {list[Outgoing](messages)}")
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:

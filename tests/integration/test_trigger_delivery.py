@@ -283,12 +283,13 @@ class KafkaSink:
         self.producer = producer
         self.bootstrap = [bootstrap]
 
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         futures = [
             await self.producer.send(m.topic, m.value, key=m.key, partition=m.partition, headers=m.headers)
             for m in messages
         ]
         await asyncio.gather(*futures)
+        return []
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
         return await last_header_values(self.bootstrap, topic, partition, header)

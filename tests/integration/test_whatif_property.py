@@ -57,7 +57,7 @@ def thresholds(draw: st.DrawFn) -> Thresholds:
 
 
 class _NoSink:
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> None:
+    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         raise AssertionError("a sweep does not send")
 
     async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:

@@ -60,3 +60,33 @@ def test_a_single_failed_call_pauses_but_warns_nobody(caplog: pytest.LogCaptureF
     outage.recovered()
     assert not outage.paused
     assert [r.levelno for r in caplog.records] == [logging.INFO, logging.INFO]
+
+
+def test_error_replies_that_pass_with_time_are_an_outage_and_others_are_not() -> None:
+    from redis.exceptions import (
+        BusyLoadingError,
+        ClusterDownError,
+        NoScriptError,
+        OutOfMemoryError,
+        ReadOnlyError,
+        ResponseError,
+        TryAgainError,
+    )
+
+    from service.worker.outage import passes_with_time, refuses_writes
+
+    passing = [
+        ReadOnlyError("You can't write against a read only replica."),
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        BusyLoadingError("Redis is loading the dataset in memory"),
+        ResponseError("BUSY Redis is busy running a script."),
+        ClusterDownError("The cluster is down"),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's unable to persist"),
+        ConnectionRefusedError(),
+    ]
+    assert all(passes_with_time(exc) for exc in passing)
+    bugs = [ResponseError("ERR wrong number of arguments"), NoScriptError("No matching script"), ValueError()]
+    assert not any(passes_with_time(exc) for exc in bugs)
+    assert refuses_writes(passing[0]) and refuses_writes(passing[1]) and refuses_writes(passing[6])
+    assert not refuses_writes(passing[3]) and not refuses_writes(passing[7])
