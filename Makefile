@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # Property tests draw from one seed per run, printed, so any failure can be repeated
 # exactly: `make test SEED=<the printed seed>`.
 SEED := $(or $(SEED),$(shell date +%s%N))
+# the fault suite's edge part: oversize messages, far-future events, 1 MiB envelopes
+EDGE_TESTS := tests/integration/test_oversize_dead_letters.py tests/integration/test_envelope_bytes.py \
+	tests/integration/test_event_time_bounds.py tests/integration/test_commit_atomic_at_maxmemory.py
 PYTEST := $(BIN)/pytest -q --hypothesis-profile=ci --hypothesis-seed=$(SEED)
 
 .PHONY: setup dev test test-unit test-integration lint docs faults bench soak kafka-jars console console-deps screenshots clean
@@ -60,7 +63,7 @@ test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, un
 	LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/integration tests/faults/test_broker_restart.py
 
 faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
-	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(BIN)/pytest -q tests/faults
+	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/faults $(EDGE_TESTS)
 
 bench: setup kafka-jars  ## the ingestion benchmark on Apache Kafka (1M events; ~20 min): table + bench/results.json
 	$(BIN)/python -m bench.ingest --json bench/results.json
