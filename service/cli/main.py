@@ -13,10 +13,19 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from service.cli.reach import (
+    Unreachable,
+    check_kafka,
+    check_redis,
+    fail,
+    kafka_unreachable,
+    quiet_client_libraries,
+    redis_unreachable,
+)
 from service.core.events import validate_event
 from service.core.profile import ProfileError
-from service.kafka.publisher import publish_events
-from service.kafka.topics import ensure_topics
+from service.kafka.publisher import PublishError, publish_events
+from service.kafka.topics import TopicError, ensure_topics
 from service.settings import Settings
 
 log = logging.getLogger("lifecycle")
@@ -39,6 +48,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from stream_topologies.app import create_app
 
     settings = _settings()
+    check_kafka(settings)
+    check_redis(settings)
     ensure_topics(settings)
     app = create_app(settings)
     Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
@@ -91,6 +102,13 @@ def cmd_replay(args: argparse.Namespace) -> None:
                     continue
             bad.append((line_no, error or "unreadable"))
 
+    try:
+        check_kafka(settings)
+    except Unreachable:
+        for _ in good():  # the file's own problems need no broker: report them too
+            pass
+        _report_bad(bad)
+        raise
     started = time.perf_counter()
     sent = publish_events(
         settings, _progress(good(), None, "replay"), single=args.single, envelope_size=args.envelope_size
@@ -101,10 +119,16 @@ def cmd_replay(args: argparse.Namespace) -> None:
         f"({sent / max(elapsed, 1e-9):,.0f} ev/s, {'single events' if args.single else 'envelopes'}); "
         f"{len(bad)} invalid line(s) skipped"
     )
-    for line_no, reason in bad[:20]:
-        print(f"  line {line_no}: {reason}", file=sys.stderr)
+    _report_bad(bad)
     if bad:
         sys.exit(1)
+
+
+def _report_bad(bad: list[tuple[int, str]]) -> None:
+    for line_no, reason in bad[:20]:
+        print(f"  line {line_no}: {reason}", file=sys.stderr)
+    if len(bad) > 20:
+        print(f"  ... and {len(bad) - 20} more invalid line(s)", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -123,6 +147,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         count = write_jsonl(args.output, _progress(events, None, "generate"))
         print(f"wrote {count} events for {args.users} users over {days} days to {args.output}")
         return
+    check_kafka(settings)
     sent = publish_events(
         settings, _progress(events, None, "generate"), single=args.single, envelope_size=args.envelope_size
     )
@@ -162,6 +187,7 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     from service.kafka.bridge import run_bridge
 
     settings = _settings()
+    check_kafka(settings)
     ensure_topics(settings)
     run_bridge(settings, args.source, args.group)
 
@@ -177,6 +203,7 @@ def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
 
     settings = _settings()
     profile = settings.loaded_profile
+    check_redis(settings)
 
     async def curve() -> dict[str, Any]:
         client = redis_client(settings)
@@ -225,7 +252,11 @@ lifecycle:
 def cmd_audience(args: argparse.Namespace) -> None:
     from service.cli.audience import run_audience
 
-    run_audience(args, _settings())
+    settings = _settings()
+    check_redis(settings)
+    if args.action == "publish":
+        check_kafka(settings)
+    run_audience(args, settings)
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -236,6 +267,11 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifecycle", description=__doc__)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the Kafka and Redis client libraries' messages and tracebacks",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("worker", help="run a Faust worker (consumes the events topic)").set_defaults(
@@ -317,10 +353,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kafka", "aiokafka"):  # connection chatter; their warnings still show
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    args.func(args)
+    quiet_client_libraries(args.verbose)
+    try:
+        args.func(args)
+    except Unreachable as exc:
+        fail(str(exc))
+    except (TopicError, PublishError) as exc:  # Kafka went away or refused after the check
+        if args.verbose:
+            raise
+        fail(str(kafka_unreachable(_settings(), exc)))
+    except Exception as exc:
+        from aiokafka.errors import KafkaError as AsyncKafkaError
+        from kafka.errors import KafkaError as SyncKafkaError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if args.verbose:
+            raise
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            fail(str(redis_unreachable(_settings(), exc)))
+        if isinstance(exc, SyncKafkaError | AsyncKafkaError):
+            fail(str(kafka_unreachable(_settings(), exc)))
+        raise
 
 
 if __name__ == "__main__":
