@@ -321,6 +321,23 @@ class PartitionProcessor:
         """`<app id>/<key prefix>/<stream id>`: whose outbox, and where in it."""
         return f"{self.settings.app_id}/{self.settings.key_prefix}/{stream_id}".encode()
 
+    async def _trim_delivered(self, partition: int, on_topic: set[str]) -> None:
+        """Trim the outbox's leading entries that are on the topic already. Only the leading
+        ones: a producer drops a batch that timed out and goes on with the next, so an
+        earlier entry can be missing while a later one landed; from the first missing
+        entry on, everything is sent again (ids make the repeats harmless)."""
+        while True:
+            entries = await self.store.outbox_read(partition, self.settings.relay_batch)
+            delivered = 0
+            for sid, _, _ in entries:
+                if sid not in on_topic:
+                    break
+                delivered += 1
+            if delivered:
+                await self.store.outbox_trim(partition, entries[delivered - 1][0])
+            if delivered < len(entries) or not entries:
+                return
+
     async def relay(self, partition: int) -> int:
         """Publish the partition's outbox to the trigger topic, oldest first; returns how many.
 
@@ -336,9 +353,9 @@ class PartitionProcessor:
         if not part.relay_synced:
             seen = await self.sink.last_header(s.triggers_topic, partition, OUTBOX_HEADER)
             ours = self.outbox_header("")
-            mine = [v.decode()[len(ours) :] for v in seen if v.startswith(ours)]
+            mine = {v.decode()[len(ours) :] for v in seen if v.startswith(ours)}
             if mine:  # only our own: another deployment's ids on a shared topic say nothing of ours
-                await self.store.outbox_trim(partition, max(mine, key=_stream_id))
+                await self._trim_delivered(partition, mine)
             part.relay_synced = True
         entries = await self.store.outbox_read(partition, s.relay_batch)
         if not entries:
@@ -360,8 +377,3 @@ class PartitionProcessor:
         if self.metrics:
             self.metrics.relayed.inc(len(entries))
         return len(entries)
-
-
-def _stream_id(sid: str) -> tuple[int, int]:
-    ms, _, seq = sid.partition("-")
-    return int(ms), int(seq or 0)

@@ -350,3 +350,43 @@ async def _commit_outbox(
     meta, channels = await store.sweep_position(partition)
     assert meta.gen == gen
     await store.commit_sweep(partition, meta, SweepResult(), T0, channels, DAY_MS, proc._outbox(fired))
+
+
+async def test_relay_resends_an_entry_whose_send_failed_while_a_later_one_landed(stack: Stack) -> None:
+    """A producer drops a batch that timed out and goes on with the next: the topic can
+    hold a later outbox entry without an earlier one. The next owner's first sync must
+    not take the latest id on the topic for 'everything before it is there'."""
+    s = stack.settings
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    await producer.start()
+    client = Redis.from_url(s.redis_url)
+    try:
+        sink = KafkaSink(producer, s.kafka_bootstrap)
+        store = RedisStore(client, s.key_prefix, s.dedup_window_s)
+        first = PartitionProcessor(store, sink, s, s.loaded_profile)
+        partition = 2
+        fired = [
+            Fired(f"{i:032x}", "onboarding", f"u{i}", "-", T0, T0, "t", False, False, {"after": "register"})
+            for i in range(3)
+        ]
+        await _commit_outbox(first, store, partition, fired)
+        entries = await store.outbox_read(partition, 100)
+        landed = [entries[0], entries[2]]  # the middle one's send timed out; then the relay died
+        await sink.send_and_wait(
+            [
+                Outgoing(
+                    s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, first.outbox_header(sid))]
+                )
+                for sid, uid, ce in landed
+            ]
+        )
+        second = PartitionProcessor(store, sink, s, s.loaded_profile)  # the next owner
+        await _commit_outbox(second, store, partition, [])
+        while await second.relay(partition):
+            pass
+        assert await store.outbox_length(partition) == 0
+        got = {ce.get("id") for _, ce, _ in consume_all(s.kafka_bootstrap, s.triggers_topic)}
+        assert got == {f.id for f in fired}  # the middle trigger reached the topic too
+    finally:
+        await producer.stop()
+        await client.aclose()
