@@ -165,6 +165,14 @@ class Settings(BaseSettings):
     history_interval: float = Field(
         60.0, gt=0, le=3600, description="seconds between the API's snapshots of the lifecycle counts"
     )
+    max_channels: int = Field(
+        200,
+        ge=2,
+        le=10_000,
+        description="channels each partition keeps (the first seen); users arriving with another "
+        "channel are counted under `~other`. Each channel costs index queries in every sweep, and "
+        "channel names come from events",
+    )
     metrics_max_channels: int = Field(
         50, ge=2, le=10_000, description="channels with a metrics label of their own; the rest are `~other`"
     )

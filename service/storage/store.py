@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from service.core import counters as ctr
@@ -84,6 +84,7 @@ class Snapshot:
     meta: Meta
     records: dict[str, UserRecord | None]
     seen: set[bytes]
+    channels: set[str] = field(default_factory=set)  # the partition's channels so far
 
 
 class CommitBuilder:
@@ -152,20 +153,22 @@ class RedisStore:
         days = list(digests_by_day.items())
         pipe = self.redis.pipeline(transaction=False)
         pipe.hmget(k.meta, META_FIELDS)
+        pipe.smembers(k.channels)
         if uids:
             pipe.hmget(k.users, uids)
         for bucket, digests in days:
             pipe.smismember(k.dedup(bucket), digests)
         replies = await pipe.execute()
         meta = Meta(*(as_text(v) for v in replies[0]))
+        channels = {as_text(c) for c in replies[1]}
         records: dict[str, UserRecord | None] = {}
         if uids:
-            for uid, raw in zip(uids, replies[1], strict=True):
+            for uid, raw in zip(uids, replies[2], strict=True):
                 records[uid] = UserRecord.unpack(raw) if raw is not None else None
         seen: set[bytes] = set()
-        for (_, digests), flags in zip(days, replies[1 + bool(uids) :], strict=True):
+        for (_, digests), flags in zip(days, replies[2 + bool(uids) :], strict=True):
             seen.update(d for d, hit in zip(digests, flags, strict=True) if hit)
-        return Snapshot(meta, records, seen)
+        return Snapshot(meta, records, seen, channels)
 
     async def commit_batch(
         self,

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from service.core import counters as ctr
 from service.core.batch import apply_events, sweep
+from service.core.channels import cap_channels
 from service.core.cloudevents import encode as encode_trigger
 from service.core.dedup import dedup_bucket
 from service.core.intake import Message, decode_batch, sort_batch
@@ -225,7 +226,7 @@ class PartitionProcessor:
                     exc,
                 )
 
-        fresh = intake.fresh
+        fresh = cap_channels(intake.fresh, snap.channels, settings.max_channels)
         swept = snap.meta.swept_ms
         if swept is None and fresh:
             swept = min(e.ts for e in fresh)
