@@ -165,6 +165,13 @@ class Settings(BaseSettings):
     history_interval: float = Field(
         60.0, gt=0, le=3600, description="seconds between the API's snapshots of the lifecycle counts"
     )
+    sweep_chunk: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="users a sweep reads and commits per Redis call: after a long outage, or for "
+        "users imported with one timestamp, one call for all of them could outlast LIFECYCLE_REDIS_TIMEOUT",
+    )
     max_channels: int = Field(
         200,
         ge=2,

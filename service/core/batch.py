@@ -262,12 +262,16 @@ class SweepResult:
     due_index: dict[str, int | None] = field(default_factory=dict)
 
 
-def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: Profile) -> SweepResult:
+def sweep(
+    candidates: Mapping[str, UserRecord], swept: int, now: int, profile: Profile, mark_accounted: bool = False
+) -> SweepResult:
     """Transitions and triggers that time alone caused in `(swept, now]` for the candidate users.
 
     Candidates are the users with a change point, a recall point or a pending trigger due
     in that interval (found by range queries on the partition's indexes); anything else
-    has nothing to count or fire. Records are returned only where triggers changed them.
+    has nothing to count or fire. Records are returned only where triggers changed them,
+    or, with `mark_accounted`, for every candidate, accounted up to `now`: a sweep done in
+    chunks commits before the partition's `swept` moves, and a chunk must not count again.
     """
     th = profile.thresholds
     plan = TriggerPlan.of(profile)
@@ -282,6 +286,8 @@ def sweep(candidates: Mapping[str, UserRecord], swept: int, now: int, profile: P
         before = rec.pack()
         live = rec.copy()
         fire_due(uid, live, accounted, now, plan, out.triggers)
+        if mark_accounted and live.seen_until < now:
+            live.seen_until = now
         if live.pack() != before:
             out.records[uid] = live
             if rec.pending or live.pending:

@@ -234,9 +234,9 @@ class RedisStore:
         now: int,
         th: Thresholds,
         recall_offsets: Sequence[int] = (),
-    ) -> dict[str, UserRecord]:
-        """Users with a change point, a recall point or a pending trigger due in `(swept, now]`:
-        range queries, never a scan."""
+    ) -> list[str]:
+        """Ids of the users with a change point, a recall point or a pending trigger due in
+        `(swept, now]`, sorted: range queries, never a scan."""
         k = self.keys(partition)
         pipe = self.redis.pipeline(transaction=False)
         la_offsets, fs_offsets = change_offsets(th)
@@ -247,10 +247,12 @@ class RedisStore:
             for after in fs_offsets:
                 pipe.zrangebyscore(k.first(ch), f"({swept - after}", now - after)
         pipe.zrangebyscore(k.due, "-inf", now)
-        uids = sorted({as_text(u) for reply in await pipe.execute() for u in reply})
+        return sorted({as_text(u) for reply in await pipe.execute() for u in reply})
+
+    async def records(self, partition: int, uids: list[str]) -> dict[str, UserRecord]:
         if not uids:
             return {}
-        raws = await self.redis.hmget(k.users, uids)
+        raws = await self.redis.hmget(self.keys(partition).users, uids)
         return {u: UserRecord.unpack(r) for u, r in zip(uids, raws, strict=True) if r is not None}
 
     async def commit_sweep(
@@ -262,7 +264,10 @@ class RedisStore:
         channels: list[str],
         first_index_window: int,
         outbox: Sequence[OutboxEntry] = (),
+        final: bool = True,
     ) -> None:
+        """Commit a sweep's (or a chunk's) records, triggers and counters; the `final` one
+        also moves the partition's `swept` to `now` and trims the first-seen indexes."""
         k = self.keys(partition)
         b = CommitBuilder(k)
         users: list[Any] = []
@@ -271,9 +276,10 @@ class RedisStore:
         b.add("HSET", k.users, users)
         _add_triggers(b, k, result.due_index, outbox)
         _add_counters(b, k, result.counts, None, None)
-        for ch in channels:
-            b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - first_index_window])
-        b.add("HSET", k.meta, ["swept", now])
+        if final:
+            for ch in channels:
+                b.add("ZREMRANGEBYSCORE", k.first(ch), ["-inf", now - first_index_window])
+            b.add("HSET", k.meta, ["swept", now])
         await self._run(b, meta)
 
     async def outbox_read(self, partition: int, count: int) -> list[OutboxItem]:

@@ -296,27 +296,38 @@ class PartitionProcessor:
                 now = self.clock_ms(meta.watermark)
                 if swept is None or now is None or now <= swept:
                     return 0
-                candidates = await self.store.sweep_candidates(
+                uids = await self.store.sweep_candidates(
                     partition, channels, swept, now, th, self._recall_offsets
                 )
-                result = sweep(candidates, swept, now, self.profile)
-                await self.store.commit_sweep(
-                    partition,
-                    meta,
-                    result,
-                    now,
-                    channels,
-                    self.settings.first_index_window_ms,
-                    self._outbox(result.triggers.fired),
-                )
+                # Each chunk is one bounded read and one bounded commit. All but the last
+                # mark their users accounted to `now`; the last also moves `swept`.
+                size = self.settings.sweep_chunk
+                chunked = len(uids) > size
+                done = 0
+                for start in range(0, max(len(uids), 1), size):
+                    final = start + size >= len(uids)
+                    candidates = await self.store.records(partition, uids[start : start + size])
+                    result = sweep(candidates, swept, now, self.profile, mark_accounted=chunked)
+                    await self.store.commit_sweep(
+                        partition,
+                        meta,
+                        result,
+                        now,
+                        channels,
+                        self.settings.first_index_window_ms,
+                        self._outbox(result.triggers.fired),
+                        final=final,
+                    )
+                    done += sum(result.counts.values())
+                    if self.metrics:
+                        self.metrics.record_counts(result.counts)
+                        self.metrics.record_triggers(result.triggers.fired)
             except FencedError:
                 self.release(partition)
                 return 0
         if self.metrics:
-            self.metrics.record_counts(result.counts)
-            self.metrics.record_triggers(result.triggers.fired)
             self.metrics.batches.labels("sweep").inc()
-        return sum(result.counts.values())
+        return done
 
     def outbox_header(self, stream_id: str) -> bytes:
         """`<app id>/<key prefix>/<stream id>`: whose outbox, and where in it."""
