@@ -14,7 +14,9 @@ the generations only ever rose, and a commit with a superseded generation is ref
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -214,3 +216,64 @@ async def test_partitions_moving_between_two_and_three_workers_are_never_doubled
     assert watch.samples > 0 and not watch.decreases, watch.decreases
     assert all(gen >= 2 for gen in generations.values()), generations  # every partition moved
     assert fenced
+
+
+async def test_a_worker_frozen_past_its_session_comes_back_without_claims_ping_ponging(
+    broker: Any, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Suspected: a worker whose session expired while it was frozen keeps re-claiming its
+    old partitions on every fence (it still believes them assigned), and the new owner
+    claims them back, so generations ping-pong. Measured: the claims after it wakes."""
+    stack = fault_stack(broker, redis_url, tmp_path, PARTITIONS)
+    events = trigger_history(600, seed=5)
+    third = len(events) // 3
+    workers = Workers(stack)
+    workers.act("start", "a")
+    workers.act("start", "b")
+    frozen = workers.procs["a"]
+    assert frozen.proc is not None
+    pid = frozen.proc.pid
+    try:
+        with GenerationWatch(stack) as watch:
+            before = applied_total(stack)
+            stack.publish(events[:third])
+            wait_progress(stack, before, workers.procs["b"])
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                publisher = paced_publish(stack, events[third : 2 * third], seconds=2.0, parts=4)
+                time.sleep(stack.settings.session_timeout * 2.5)  # b takes every partition over
+                publisher.join()
+                at_wake = partition_generations(stack)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            stack.publish(events[2 * third :])
+            proc = workers.procs["b"]
+            stack.wait_applied(proc, 180)
+            stack.wait_swept(proc, 180)
+            wait_for(lambda: outbox_length(stack) == 0, 180, "the outbox to be relayed", proc)
+            time.sleep(3)
+            settled = partition_generations(stack)
+            for p in workers.procs.values():
+                assert p.alive(), p.log_tail()
+    finally:
+        workers.stop_all()
+    profile = fault_profile()
+    tr = transitions(events, profile, partition_clocks(events, PARTITIONS))
+    state = await check_state(stack, events, tr, duplicates=0)
+    claims_after_wake = {p: settled[p] - at_wake.get(p, 0) for p in settled}
+    report(
+        request,
+        "frozen-worker",
+        {
+            "broker": broker.kind,
+            "frozen_seconds": stack.settings.session_timeout * 2.5,
+            "claims_after_wake": claims_after_wake,
+            "fenced_batches_in_logs": workers.fenced_batches(),
+            "mismatches": len(state.mismatches),
+        },
+    )
+    assert not state.mismatches, state.mismatches[:20]
+    assert not watch.decreases, watch.decreases
+    # Waking up, a may claim back what the next rebalance gives it (once), and b may claim
+    # once what a took on a stale fence before its revocation arrived: no ping-pong.
+    assert all(n <= 3 for n in claims_after_wake.values()), claims_after_wake
