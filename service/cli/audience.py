@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from service.cli.audience_export import PublishFailed, export, open_output, publish
 from service.core.audience_filters import AudienceFilter, AudienceFilterError, parse_filter
+from service.kafka.options import kafka_python_options
 from service.kafka.topics import create_topics
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
@@ -97,9 +98,13 @@ async def _publish_audience(
     progress: Callable[[int], None],
 ) -> int:
     topic = args.topic or settings.audiences_topic
-    create_topics(settings.kafka_bootstrap, {topic: settings.partitions})
+    create_topics(settings.kafka_bootstrap, {topic: settings.partitions}, **kafka_python_options(settings))
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=10, batch_size=1 << 20
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=10,
+        batch_size=1 << 20,
+        **kafka_python_options(settings),  # TLS and SASL, as every other client
     )
     try:
         return await publish(

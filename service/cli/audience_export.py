@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 
 from service.core.audience_events import audience_cloudevent
 from service.core.audience_filters import AudienceFilter, iso_ms
+from service.core.cloudevents import STRUCTURED_CONTENT_TYPE
 from service.storage.audiences import AudienceReader
 
 COLUMNS = ("user_id", "state", "channel", "stage", "segment", "last_active", "entered_at")
@@ -51,6 +52,9 @@ class PublishFailed(RuntimeError):
     """Some audience events were not acknowledged by the broker."""
 
 
+_HEADERS = [("content-type", STRUCTURED_CONTENT_TYPE)]
+
+
 async def publish(
     reader: AudienceReader,
     f: AudienceFilter,
@@ -72,7 +76,9 @@ async def publish(
         as_of = iso_ms(clock)
         for user in users:
             value = audience_cloudevent(user, audience, campaign, as_of, source, type_prefix)
-            producer.send(topic, key=user["user_id"].encode(), value=value).add_errback(for_errors)
+            producer.send(topic, key=user["user_id"].encode(), value=value, headers=_HEADERS).add_errback(
+                for_errors
+            )
         sent += len(users)
         progress(len(users))
     producer.flush()

@@ -16,6 +16,10 @@ from service.core.triggers import Fired
 
 CONTENT_TYPE = "application/cloudevents+json"
 
+# The Kafka binding's structured mode: the whole event is the message value, and this
+# header says so to CloudEvents SDKs and routers.
+STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
+
 
 def rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

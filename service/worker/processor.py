@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from service.core import counters as ctr
 from service.core.batch import apply_events, sweep
 from service.core.channels import cap_channels
+from service.core.cloudevents import STRUCTURED_CONTENT_TYPE
 from service.core.cloudevents import encode as encode_trigger
 from service.core.dedup import dedup_bucket
 from service.core.intake import Message, decode_batch, sort_batch
@@ -375,7 +376,11 @@ class PartitionProcessor:
         refused = await self.sink.send_and_wait(
             [
                 Outgoing(
-                    s.triggers_topic, ce, uid.encode(), partition, [(OUTBOX_HEADER, self.outbox_header(sid))]
+                    s.triggers_topic,
+                    ce,
+                    uid.encode(),
+                    partition,
+                    [(OUTBOX_HEADER, self.outbox_header(sid)), ("content-type", STRUCTURED_CONTENT_TYPE)],
                 )
                 for sid, uid, ce in entries
             ]

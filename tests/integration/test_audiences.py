@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from jsonschema import Draft202012Validator, FormatChecker
 from kafka import KafkaConsumer
 
@@ -229,6 +230,10 @@ def test_publish_twice_sends_the_same_ids(settled: Settled) -> None:
     ids: dict[str, set[str]] = {}
     for m, ce in zip(messages, events, strict=True):
         checker.validate(ce)
+        # the CloudEvents SDK reads it in the Kafka binding's structured mode
+        sdk = from_kafka_event(KafkaMessage(dict(m.headers), m.key, m.value))
+        assert (sdk.get_id(), sdk.get_type(), sdk.get_subject()) == (ce["id"], ce["type"], ce["subject"])
+        assert dict(m.headers)["content-type"] == b"application/cloudevents+json; charset=UTF-8"
         assert m.key.decode() == ce["subject"] == ce["data"]["user_id"]
         assert ce["type"] == "dev.userops.lifecycle.audience.v1" and ce["specversion"] == "1.0"
         assert ce["data"]["audience"] == "dead_for_login_recall" and ce["data"]["state"] == "dead"

@@ -19,6 +19,7 @@ import orjson
 import pytest
 import redis
 from aiokafka import AIOKafkaProducer
+from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from kafka import KafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
@@ -385,8 +386,14 @@ async def test_relay_resends_an_entry_whose_send_failed_while_a_later_one_landed
         while await second.relay(partition):
             pass
         assert await store.outbox_length(partition) == 0
-        got = {ce.get("id") for _, ce, _ in consume_all(s.kafka_bootstrap, s.triggers_topic)}
-        assert got == {f.id for f in fired}  # the middle trigger reached the topic too
+        on_topic = consume_all(s.kafka_bootstrap, s.triggers_topic)
+        assert {ce.get("id") for _, ce, _ in on_topic} == {f.id for f in fired}  # the middle one too
+        relayed = [(key, ce, headers) for key, ce, headers in on_topic if ce["id"] == fired[1].id]
+        key, ce, headers = relayed[0]
+        # what the relay writes, the CloudEvents SDK reads in the Kafka binding's structured mode
+        assert headers["content-type"] == b"application/cloudevents+json; charset=UTF-8"
+        sdk = from_kafka_event(KafkaMessage(headers, key, orjson.dumps(ce)))
+        assert (sdk.get_id(), sdk.get_type(), sdk.get_subject()) == (ce["id"], ce["type"], ce["subject"])
     finally:
         await producer.stop()
         await client.aclose()
