@@ -25,6 +25,7 @@ from service.api.console import console_routes, is_console_path, serve_console
 from service.api.history import History
 from service.api.ops import EndOffsets, Ops
 from service.api.population import PopulationMetrics
+from service.api.request_metrics import RequestMetrics
 from service.api.routes.collect import collect_routes
 from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
@@ -154,4 +155,5 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.include_router(collect_routes(settings, collector))
     app.include_router(health_routes(client, kafka, population))
     serve_console(app)
+    app.add_middleware(RequestMetrics)
     return app
