@@ -8,7 +8,7 @@ SEED := $(or $(SEED),$(shell date +%s%N))
 # the fault suite's edge part: oversize messages, far-future events, 1 MiB envelopes
 EDGE_TESTS := tests/integration/test_oversize_dead_letters.py tests/integration/test_envelope_bytes.py \
 	tests/integration/test_event_time_bounds.py tests/integration/test_commit_atomic_at_maxmemory.py
-PYTEST := $(BIN)/pytest -q --hypothesis-profile=ci --hypothesis-seed=$(SEED)
+PYTEST := $(BIN)/pytest -q --durations=15 --hypothesis-profile=ci --hypothesis-seed=$(SEED)
 
 .PHONY: setup dev test test-unit test-integration lint docs faults bench soak kafka-jars console console-deps screenshots clean
 
@@ -55,12 +55,12 @@ test-unit: setup
 test-integration: setup kafka-jars console-deps
 	@echo "hypothesis seed $(SEED) (make test-integration SEED=$(SEED) repeats it)"
 	$(PYTEST) tests/integration tests/e2e
-	LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/integration tests/faults/test_broker_restart.py
+	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) tests/integration tests/faults/test_broker_restart.py
 
 test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
 	@echo "hypothesis seed $(SEED) (make test SEED=$(SEED) repeats it)"
 	$(PYTEST) tests
-	LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/integration tests/faults/test_broker_restart.py
+	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) tests/integration tests/faults/test_broker_restart.py
 
 faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/faults $(EDGE_TESTS)

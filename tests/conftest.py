@@ -33,6 +33,20 @@ settings.register_profile("ci", print_blob=True, database=None)
 BROKER_KINDS = ("tansu", "kafka")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With `LIFECYCLE_ONLY_BROKER_TESTS=1` (the Makefile's second pass, on Apache Kafka),
+    keep only the tests that use the session's broker: the others ran the same way in the
+    first pass (they use Redis alone, or start brokers of their own), so a second run would
+    only repeat them."""
+    if os.environ.get("LIFECYCLE_ONLY_BROKER_TESTS") != "1":
+        return
+    kept = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
+    deselected = [item for item in items if item not in kept]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
 @dataclass(frozen=True)
 class Broker:
     """The session's broker. `process` is there for restart and crash tests, which must
