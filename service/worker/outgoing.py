@@ -35,14 +35,6 @@ class Outgoing:
     origin: str = ""  # where it comes from, for the log when it cannot be delivered
 
 
-class Undeliverable(Exception):
-    """Messages a send refused for a reason no retry cures (size, authorization, topic)."""
-
-    def __init__(self, failed: list[tuple[Outgoing, BaseException]]) -> None:
-        super().__init__(f"{len(failed)} message(s) undeliverable")
-        self.failed = failed
-
-
 class Sink(Protocol):
     async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         """Send and await every ack. Returns the messages refused for good, with the error;
