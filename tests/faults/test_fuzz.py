@@ -51,6 +51,7 @@ MESSAGES = 120_000 if full() else 5_000
 USERS = 20_000 if full() else 1_000
 POSTS = 200 if full() else 20  # collector requests of up to 100 events each
 MAX_CHANNELS = 20  # channels with a metrics label of their own; events bring ~300
+STORED_CHANNELS = 1000  # channels a partition keeps: more than the flood brings
 
 
 def _publish(stack: Stack, run: Mix) -> None:
@@ -321,6 +322,9 @@ def _stack(broker: Any, redis_url: str, workdir: Path, worker_port: int, **extra
         workdir,
         LIFECYCLE_WORKER_PORT=str(worker_port),
         LIFECYCLE_METRICS_MAX_CHANNELS=str(MAX_CHANNELS),
+        # every channel of the flood keeps its own counts, so the reference compares them;
+        # the per-partition channel cap has a test of its own (test_channel_cap.py)
+        LIFECYCLE_MAX_CHANNELS=str(STORED_CHANNELS),
         **extra,
     )
 
