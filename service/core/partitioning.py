@@ -11,7 +11,7 @@ _MASK = 0xFFFFFFFF
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (seed 0x9747b28c), as the signed 32-bit int Java returns."""
+    """Kafka's murmur2 (hash initial value 0x9747b28c), as the signed 32-bit int Java returns."""
     length = len(data)
     h = (0x9747B28C ^ length) & _MASK
     end = length - (length & 3)

@@ -63,25 +63,31 @@ async def test_the_collector_refuses_only_an_event_over_the_envelope_limit(stack
     assert "LIFECYCLE_ENVELOPE_MAX_BYTES" in r.text
 
 
-def test_the_bridge_forwards_a_batch_over_the_message_limit(stack: Stack) -> None:
+def _bridge_applies(stack: Stack, messages: list[dict[str, object]], applied: int) -> None:
+    """`messages` one per message on a source topic, bridged: wait until `applied` events
+    are applied, with the bridge still running."""
     s = stack.settings
-    events = _heavy_events(950, "b", "x" * 2_500)  # the bridge's 500-event envelopes: 1.3 MB
     source = f"{s.events_topic}.source"
     create_topics(s.kafka_bootstrap, {source: PARTITIONS})
     pub = EventPublisher(s.kafka_bootstrap, source, PARTITIONS, single=True)
     try:
-        pub.publish(events)
+        pub.publish(messages)
         pub.flush()
     finally:
         pub.close()
     worker = stack.worker()
     bridge = _bridge(stack, source)
     try:
-        _wait_applied(stack, len(events), worker)
+        _wait_applied(stack, applied, worker)
         assert bridge.alive(), bridge.log_tail()
     finally:
         bridge.stop()
         worker.stop()
+
+
+def test_the_bridge_forwards_a_batch_over_the_message_limit(stack: Stack) -> None:
+    events = _heavy_events(950, "b", "x" * 2_500)  # the bridge's 500-event envelopes: 1.3 MB
+    _bridge_applies(stack, events, len(events))
 
 
 def test_replay_publishes_envelopes_that_fit(stack: Stack) -> None:
@@ -107,22 +113,7 @@ def test_the_bridge_dead_letters_a_message_too_large_to_forward_as_a_reference(
     s = stack.settings
     small = [visit(f"s{i}", f"user-{i}", T0 + i) for i in range(30)]
     huge = visit("huge", "user-0", T0, properties={"note": "z" * 100_000})
-    source = f"{s.events_topic}.source"
-    create_topics(s.kafka_bootstrap, {source: PARTITIONS})
-    pub = EventPublisher(s.kafka_bootstrap, source, PARTITIONS, single=True)
-    try:
-        pub.publish([*small[:10], huge, *small[10:]])
-        pub.flush()
-    finally:
-        pub.close()
-    worker = stack.worker()
-    bridge = _bridge(stack, source)
-    try:
-        _wait_applied(stack, len(small), worker)
-        assert bridge.alive(), bridge.log_tail()
-    finally:
-        bridge.stop()
-        worker.stop()
+    _bridge_applies(stack, [*small[:10], huge, *small[10:]], len(small))
     consumer = KafkaConsumer(
         s.dlq_topic,
         bootstrap_servers=s.kafka_bootstrap,
@@ -135,5 +126,5 @@ def test_the_bridge_dead_letters_a_message_too_large_to_forward_as_a_reference(
     headers = dict(dead[0].headers)
     assert headers["x-error-reason"] == b"too_large"
     assert int(headers["x-original-size"]) == len(orjson.dumps(huge))
-    assert headers["x-source-topic"] == source.encode()
+    assert headers["x-source-topic"] == f"{s.events_topic}.source".encode()
     assert dead[0].value == orjson.dumps(huge)[: 64 * 1024]

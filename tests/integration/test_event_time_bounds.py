@@ -35,6 +35,16 @@ def _dead_letters(stack: Stack) -> list[tuple[bytes, str]]:
         consumer.close()
 
 
+def _apply_single(stack: Stack, events: list[dict[str, Any]]) -> None:
+    """Publish `events` one per message and run a worker until it applied them."""
+    stack.publish(events, single=True)
+    worker = stack.worker()
+    try:
+        stack.wait_applied(worker)
+    finally:
+        worker.stop()
+
+
 async def _lifecycle(stack: Stack) -> dict[str, Any]:
     app = create_api(stack.settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api") as api:
@@ -45,12 +55,7 @@ async def _lifecycle(stack: Stack) -> dict[str, Any]:
 async def test_a_far_future_event_is_dead_lettered_and_moves_no_clock(stack: Stack) -> None:
     good = [visit(f"g{i}", f"user-{i}", T0 + i * DAY_MS) for i in range(20)]
     poison = visit("poison", "time-traveller", YEAR_2090)
-    stack.publish([*good[:10], poison, *good[10:]], single=True)
-    worker = stack.worker()
-    try:
-        stack.wait_applied(worker)
-    finally:
-        worker.stop()
+    _apply_single(stack, [*good[:10], poison, *good[10:]])
     body = await _lifecycle(stack)
     profile = stack.settings.loaded_profile
     users = ref.reference(good, profile)
@@ -68,23 +73,13 @@ async def test_events_before_2000_are_dead_lettered_unless_the_earliest_time_is_
     (tmp_path / "moved").mkdir()
     old = [visit(f"o{i}", f"old-{i}", YEAR_1998 + i * DAY_MS) for i in range(5)]
     default = make_stack(broker, redis_url, tmp_path / "default")
-    default.publish(old, single=True)
-    worker = default.worker()
-    try:
-        default.wait_applied(worker)
-    finally:
-        worker.stop()
+    _apply_single(default, old)
     assert (await _lifecycle(default))["total"] == 0
     reasons = [reason for _, reason in _dead_letters(default)]
     assert len(reasons) == 5 and all("LIFECYCLE_MIN_EVENT_TIME" in r for r in reasons), reasons
 
     moved = make_stack(broker, redis_url, tmp_path / "moved", LIFECYCLE_MIN_EVENT_TIME="1995-01-01")
-    moved.publish(old, single=True)
-    worker = moved.worker()
-    try:
-        moved.wait_applied(worker)
-    finally:
-        worker.stop()
+    _apply_single(moved, old)
     body = await _lifecycle(moved)
     assert body["total"] == 5 and body["as_of"] == old[-1]["ts"]
     assert _dead_letters(moved) == []
