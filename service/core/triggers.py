@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
+from heapq import heapify, heappop, heappush
+from itertools import count
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -140,16 +142,21 @@ def fire_due(uid: str, rec: UserRecord, after: int, until: int, plan: TriggerPla
             items.append(PendingTrigger(point, tid, "recall", la, dict(extra)))
     profile = plan.profile
     rules = profile.triggers
-    while True:
-        due_now = [p for p in rec.pending if p.due <= until]
-        if not items and not due_now:
-            rec.pending.sort(key=_due_order)
-            return
-        rec.pending = [p for p in rec.pending if p.due > until]
-        batch = sorted(items + due_now, key=_due_order)
-        items = []
-        for entry in batch:
-            _decide(uid, rec, entry, rules, profile, log)
+    # Strictly in (due, id) order, a deferral included: it comes back at its resume time,
+    # before anything due later, however the clock's advance was cut into windows.
+    order = count()  # ties never reach the entries themselves
+    queue = [(p.due, p.id, next(order), p) for p in (*items, *rec.pending) if p.due <= until]
+    heapify(queue)
+    rec.pending = [p for p in rec.pending if p.due > until]
+    while queue:
+        resumed = _decide(uid, rec, heappop(queue)[3], rules, profile, log)
+        if resumed is None:
+            continue
+        if resumed.due <= until:
+            heappush(queue, (resumed.due, resumed.id, next(order), resumed))
+        else:
+            rec.pending.append(resumed)
+    rec.pending.sort(key=_due_order)
 
 
 def _due_order(entry: PendingTrigger) -> tuple[int, str]:
@@ -158,7 +165,8 @@ def _due_order(entry: PendingTrigger) -> tuple[int, str]:
 
 def _decide(
     uid: str, rec: UserRecord, entry: PendingTrigger, rules: TriggerRules, profile: Profile, log: TriggerLog
-) -> None:
+) -> PendingTrigger | None:
+    """Suppress, defer, cap or fire `entry`; a deferral is returned, to be decided at its resume time."""
     at, tid, kind, cause, extra = entry
     channel = rec.channel
     counts = log.counts
@@ -166,20 +174,19 @@ def _decide(
         counts[
             ctr.trigger(kind, channel, "cancelled" if kind in ("renewal", "expiry") else "suppressed")
         ] += 1
-        return
+        return None
     if rules.quiet is not None:
         resume = quiet_end(at, rules.quiet)
         if resume is not None:
             first_due = extra.get("due", at)
             deferred = {**extra, "due": first_due, "deferred": True}
-            rec.pending.append(PendingTrigger(resume, tid, kind, cause, deferred))
             counts[ctr.trigger(kind, channel, "deferred")] += 1
-            return
+            return PendingTrigger(resume, tid, kind, cause, deferred)
     if rules.cap_max is not None:
         rec.sent = [t for t in rec.sent if t > at - rules.cap_window]
         if len(rec.sent) >= rules.cap_max:
             counts[ctr.trigger(kind, channel, "capped")] += 1
-            return
+            return None
         rec.sent.append(at)
     holdout = in_holdout(uid, rules.holdout_percent)
     threshold = rules.advisor_revenue if rules.advisor_revenue is not None else profile.rfm.monetary
@@ -194,6 +201,7 @@ def _decide(
             tid, kind, uid, channel, at, int(extra.get("due", at)), str(extra["tier"]), holdout, advisor, data
         )
     )
+    return None
 
 
 def _suppressed(rec: UserRecord, kind: str, cause: int, extra: dict[str, Any]) -> bool:

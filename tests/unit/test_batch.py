@@ -69,7 +69,9 @@ USERS = ["a", "b", "c", "d"]
 TYPES = ["visit", "visit", "register", "order", "order", "renew", "message_delivered", "promo_view"]
 CHANNELS = [None, None, None, "ads", "organic"]
 AMOUNTS = [None, 0.0, 2.5, 10.0, -1.25]  # binary fractions: sums are exact in any order
-GAPS = [0, 1, HOUR, DAY - 1, DAY, 2 * DAY, 2 * DAY + 1, 3 * DAY, 5 * DAY, 7 * DAY, 12 * DAY, 30 * DAY]
+# 9h: events at all times of day, so quiet hours defer some triggers and not others
+GAPS = [0, 1, HOUR, 9 * HOUR, DAY - 1, DAY, 2 * DAY, 2 * DAY + 1, 3 * DAY, 5 * DAY, 7 * DAY]
+GAPS += [12 * DAY, 30 * DAY]
 LABELLED = {"visit", "register", "order", "renew", "message_delivered", "verify", "login"}
 
 
