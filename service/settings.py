@@ -100,6 +100,17 @@ class Settings(BaseSettings):
         "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
         "value counts as none)",
     )
+    write_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="write keys of the Segment/RudderStack tracking API (`/v1/batch`, `/v1/track`, ...), a "
+        'JSON list (`["wk1","wk2"]`); given as HTTP Basic user name or `writeKey` in the body; they may '
+        "only write: on any other endpoint a write key is a 403. Empty: the tracking API answers 401",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins browser SDKs may send tracking calls from (CORS, only on the tracking "
+        'paths), a JSON list (`["https://shop.example"]`); empty: no cross-origin calls',
+    )
     api_insecure: bool = Field(
         False,
         description="true: let `lifecycle api` listen on a non-loopback address without LIFECYCLE_API_KEY "
