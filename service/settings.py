@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -233,6 +234,17 @@ class Settings(BaseSettings):
     @property
     def dedup_window_s(self) -> int:
         return parse_duration(self.dedup_window) // 1000
+
+    @field_validator("write_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """A list given as one string (a JSON list, or comma-separated) is split."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("api_key")
     @classmethod
