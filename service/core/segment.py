@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 MESSAGE_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 
 # Segment's e-commerce and B2B SaaS spec names onto the profiles' canonical types.
@@ -156,3 +158,18 @@ def _campaign_source(msg: dict[str, Any]) -> Any:
         return None
     campaign = context.get("campaign")
     return campaign.get("source") if isinstance(campaign, dict) else None
+
+
+def map_value(
+    value: bytes | None, *, received_ms: int, event_map: Mapping[str, str] = DEFAULT_EVENT_MAP
+) -> bytes | str:
+    """One Kafka message holding one tracking message (what RudderStack's Kafka destination
+    writes) as canonical event bytes, or the reason it cannot be one."""
+    if not value:
+        return "empty message"
+    try:
+        msg = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc}"
+    doc = to_canonical(msg, received_ms=received_ms, event_map=event_map)
+    return doc if isinstance(doc, str) else orjson.dumps(doc)

@@ -18,7 +18,7 @@ from segment.analytics.client import Client
 from service.api.app import create_api
 from service.dev.processes import free_port
 from tests.processes import ServiceProcess, wait_for
-from tests.stack import make_stack
+from tests.stack import make_stack, wait_async
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +160,68 @@ def test_segment_python_sdk_lands_users(broker: Any, redis_url: str, tmp_path: P
     finally:
         api.stop()
         worker.stop()
+
+
+async def test_bridge_maps_a_topic_of_segment_messages(broker: Any, redis_url: str, tmp_path: Path) -> None:
+    """What RudderStack's Kafka destination writes (one tracking message per Kafka message)
+    lands as canonical events; a message that is no event is dead-lettered with its reason."""
+    from kafka import KafkaProducer
+
+    from service.kafka.topics import create_topics
+
+    stack = make_stack(broker, redis_url, tmp_path)
+    s = stack.settings
+    source = f"{s.events_topic}.segment"
+    create_topics(s.kafka_bootstrap, {source: 2})
+    start = datetime.now(UTC) - timedelta(days=1)
+    messages: list[dict[str, Any]] = [
+        {
+            "type": "track",
+            "messageId": f"s{i}",
+            "userId": f"user-{i % 30}",
+            "event": "Order Completed" if i % 3 == 0 else "Product Viewed",
+            "properties": {"revenue": 10} if i % 3 == 0 else {},
+            "context": {"campaign": {"source": "Newsletter"}},
+            "timestamp": (start + timedelta(seconds=i)).isoformat(),
+        }
+        for i in range(90)
+    ]
+    producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    for msg in messages:
+        producer.send(source, value=orjson.dumps(msg), key=msg["userId"].encode())
+    producer.send(source, value=orjson.dumps({"type": "track", "messageId": "bad", "event": "x"}))
+    producer.flush()
+    producer.close()
+    worker = stack.worker()
+    bridge = ServiceProcess(
+        "bridge", stack.env, tmp_path / "bridge.log", ["--from", source, "--format", "segment"]
+    ).start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(create_api(s)), base_url="http://api"
+        ) as c:
+
+            async def landed() -> bool:
+                user = await c.get("/users/user-0")
+                return user.status_code == 200 and user.json()["orders"] == 3
+
+            await wait_async(landed, 120, "the mapped events applied")
+            await wait_async(lambda: _total(c, 30), 60, "every user of the topic")
+            user = (await c.get("/users/user-0")).json()
+            assert user["channel"] == "newsletter" and user["revenue"] == 30
+        consumer = KafkaConsumer(
+            s.dlq_topic,
+            bootstrap_servers=s.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+        )
+        dead = [dict(m.headers) for m in consumer]
+        consumer.close()
+        assert [h["x-error-reason"] for h in dead] == [b"a message needs a userId or an anonymousId"]
+    finally:
+        bridge.stop()
+        worker.stop()
+
+
+async def _total(client: httpx.AsyncClient, expected: int) -> bool:
+    return bool((await client.get("/lifecycle")).json()["total"] == expected)

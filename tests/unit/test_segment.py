@@ -109,3 +109,14 @@ def test_alias_carries_the_previous_id() -> None:
 def test_unknown_message_types_and_non_objects_are_rejected() -> None:
     assert isinstance(to_canonical({"type": "nope", "messageId": "m", "userId": "u"}, received_ms=0), str)
     assert to_canonical([1], received_ms=0) == "message is not a JSON object"
+
+
+def test_a_kafka_value_maps_to_canonical_bytes_or_a_reason() -> None:
+    import orjson
+
+    from service.core.segment import map_value
+
+    mapped = map_value(orjson.dumps(_track()), received_ms=RECEIVED)
+    assert isinstance(mapped, bytes) and orjson.loads(mapped)["type"] == "order"
+    assert map_value(b"{nope", received_ms=RECEIVED).startswith("not JSON")  # type: ignore[union-attr]
+    assert map_value(None, received_ms=RECEIVED) == "empty message"
