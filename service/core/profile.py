@@ -40,6 +40,7 @@ _TOP_LEVEL = {
     "triggers",
     "audiences",
     "event_map",
+    "non_activity_types",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -93,8 +94,14 @@ class Profile:
     # Tracking-spec event names (Segment, RudderStack) onto this profile's event types.
     event_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_MAP), hash=False)
 
+    # Without a list of activity types every type is activity but these: messages about a
+    # user's identity (who they are, which ids are theirs) say nothing of their engagement.
+    non_activity_types: frozenset[str] = frozenset({"identify", "alias", "group"})
+
     def is_activity(self, event_type: str) -> bool:
-        return self.activity_types is None or event_type in self.activity_types
+        if self.activity_types is None:
+            return event_type not in self.non_activity_types
+        return event_type in self.activity_types
 
     @property
     def funnel_events(self) -> frozenset[str]:
@@ -158,6 +165,10 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         retention_days=_retention_days(data.get("retention_days", [1, 7, 30]), source),
         rfm=_rfm(data.get("rfm", {}), source),
         event_map=_event_map(data.get("event_map"), source),
+        non_activity_types=_type_set(
+            data.get("non_activity_types", ["identify", "alias", "group"]), "non_activity_types", source
+        )
+        or frozenset(),
         **_quality(data.get("channel_quality"), source),
     )
 
