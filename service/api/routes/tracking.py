@@ -60,18 +60,17 @@ def tracking_routes(settings: Settings, collector: Collector) -> APIRouter:
         body = await _read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
+        by_header = key_matches(basic_user(request.headers.get("authorization", "")), keys)
         try:
-            raw = decode_body(body, request.headers.get("content-encoding"), settings.collector_max_bytes)
-            messages, body_key = parse_tracking(raw, kind)
-            given = basic_user(request.headers.get("authorization", ""))
-            if not key_matches(given, keys) and not key_matches(
-                body_key if isinstance(body_key, str) else None, keys
-            ):
-                return JSONResponse(
-                    {"detail": "missing or unknown write key"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Basic realm="tracking"'},
-                )
+            try:
+                raw = decode_body(body, request.headers.get("content-encoding"), settings.collector_max_bytes)
+                messages, body_key = parse_tracking(raw, kind)
+            except CollectorError:
+                if not by_header:  # a caller without a key learns nothing about the body
+                    return _unauthorized()
+                raise
+            if not by_header and not key_matches(body_key if isinstance(body_key, str) else None, keys):
+                return _unauthorized()
             now = int(time.time() * 1000)
             accepted, rejected = map_messages(
                 messages,
@@ -146,3 +145,11 @@ def _single(handle: Any, kind: str) -> Any:
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "missing or unknown write key"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="tracking"'},
+    )
