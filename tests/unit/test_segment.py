@@ -120,3 +120,12 @@ def test_a_kafka_value_maps_to_canonical_bytes_or_a_reason() -> None:
     assert isinstance(mapped, bytes) and orjson.loads(mapped)["type"] == "order"
     assert map_value(b"{nope", received_ms=RECEIVED).startswith("not JSON")  # type: ignore[union-attr]
     assert map_value(None, received_ms=RECEIVED) == "empty message"
+
+
+def test_an_unmapped_spec_name_is_a_valid_event_type_as_it_is() -> None:
+    doc = to_canonical(_track(event="Video Playback Started"), received_ms=RECEIVED)
+    assert isinstance(doc, dict)
+    checked = validate_event(doc)
+    assert isinstance(checked, Event) and checked.type == "Video Playback Started"
+    assert isinstance(validate_event({**doc, "type": "x" * 129}), str)
+    assert isinstance(validate_event({**doc, "type": "tab\there"}), str)
