@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -99,6 +100,17 @@ class Settings(BaseSettings):
         "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise); "
         "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
         "value counts as none)",
+    )
+    write_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="write keys of the Segment/RudderStack tracking API (`/v1/batch`, `/v1/track`, ...), a "
+        'JSON list (`["wk1","wk2"]`); given as HTTP Basic user name or `writeKey` in the body; they may '
+        "only write: on any other endpoint a write key is a 403. Empty: the tracking API answers 401",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins browser SDKs may send tracking calls from (CORS, only on the tracking "
+        'paths), a JSON list (`["https://shop.example"]`); empty: no cross-origin calls',
     )
     api_insecure: bool = Field(
         False,
@@ -222,6 +234,17 @@ class Settings(BaseSettings):
     @property
     def dedup_window_s(self) -> int:
         return parse_duration(self.dedup_window) // 1000
+
+    @field_validator("write_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """A list given as one string (a JSON list, or comma-separated) is split."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("api_key")
     @classmethod

@@ -189,7 +189,7 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     settings = _settings()
     check_kafka(settings)
     ensure_topics(settings)
-    run_bridge(settings, args.source, args.group)
+    run_bridge(settings, args.source, args.group, args.format)
 
 
 def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
@@ -282,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     bridge = sub.add_parser("bridge", help="re-publish a one-event-per-message topic as envelopes")
     bridge.add_argument("--from", dest="source", required=True, help="the source topic")
     bridge.add_argument("--group", help="consumer group (default: <LIFECYCLE_APP_ID>-bridge)")
+    bridge.add_argument(
+        "--format",
+        choices=("canonical", "segment"),
+        default="canonical",
+        help="source messages: canonical events, or Segment/RudderStack tracking messages",
+    )
     bridge.set_defaults(func=cmd_bridge)
 
     thresholds = sub.add_parser("thresholds", help="what the data says about lifecycle thresholds")

@@ -22,6 +22,7 @@ import yaml
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.durations import DurationError, parse_duration
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
+from service.core.segment import DEFAULT_EVENT_MAP
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -38,6 +39,8 @@ _TOP_LEVEL = {
     "channel_quality",
     "triggers",
     "audiences",
+    "event_map",
+    "non_activity_types",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -88,9 +91,17 @@ class Profile:
     )
     triggers: TriggerRules = field(default_factory=TriggerRules)
     audiences: tuple[Audience, ...] = ()
+    # Tracking-spec event names (Segment, RudderStack) onto this profile's event types.
+    event_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_MAP), hash=False)
+
+    # Without a list of activity types every type is activity but these: messages about a
+    # user's identity (who they are, which ids are theirs) say nothing of their engagement.
+    non_activity_types: frozenset[str] = frozenset({"identify", "alias", "group"})
 
     def is_activity(self, event_type: str) -> bool:
-        return self.activity_types is None or event_type in self.activity_types
+        if self.activity_types is None:
+            return event_type not in self.non_activity_types
+        return event_type in self.activity_types
 
     @property
     def funnel_events(self) -> frozenset[str]:
@@ -153,6 +164,11 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         description=str(data.get("description", "")),
         retention_days=_retention_days(data.get("retention_days", [1, 7, 30]), source),
         rfm=_rfm(data.get("rfm", {}), source),
+        event_map=_event_map(data.get("event_map"), source),
+        non_activity_types=_type_set(
+            data.get("non_activity_types", ["identify", "alias", "group"]), "non_activity_types", source
+        )
+        or frozenset(),
         **_quality(data.get("channel_quality"), source),
     )
 
@@ -260,3 +276,23 @@ def _type_set(value: Any, field: str, source: str) -> frozenset[str] | None:
             f"{source}: {field}: expected a list of event types matching {_EVENT_TYPE.pattern}"
         )
     return frozenset(value)
+
+
+MAX_EVENT_MAP = 1000
+
+
+def _event_map(value: Any, source: str) -> dict[str, str]:
+    """The built-in tracking-spec names, overridden and extended by the profile's own."""
+    if value is None:
+        return dict(DEFAULT_EVENT_MAP)
+    if (
+        not isinstance(value, Mapping)
+        or len(value) > MAX_EVENT_MAP
+        or not all(isinstance(k, str) and 0 < len(k) <= 128 for k in value)
+        or not all(isinstance(v, str) and _EVENT_TYPE.fullmatch(v) for v in value.values())
+    ):
+        raise ProfileError(
+            f"{source}: event_map: expected at most {MAX_EVENT_MAP} entries of a tracked event name "
+            f"(1..128 characters) to an event type matching {_EVENT_TYPE.pattern}"
+        )
+    return {**DEFAULT_EVENT_MAP, **value}

@@ -24,7 +24,7 @@ def _event_schema(min_ts: int) -> dict[str, Any]:
         "properties": {
             "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
             "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
-            "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
+            "type": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\x00-\\x1f\\x7f]+$"},
             "ts": {
                 "oneOf": [
                     {"type": "string", "format": "date-time", "maxLength": 40},
