@@ -18,6 +18,7 @@ import httpx
 
 from service.core.webhook_delivery import TIMEOUT, Verdict, backoff, retry_after, verdict
 from service.settings import Settings
+from service.worker.webhook_metrics import WebhookMetrics
 from service.worker.webhook_request import Signer
 
 
@@ -52,7 +53,9 @@ class Deliverer:
         settings: Settings,
         on_attempt: Callable[[int], None] = lambda status: None,
         rng: random.Random | None = None,
+        metrics: WebhookMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._http, self._url, self._signer, self._s = http, url, signer, settings
         self._on_attempt = on_attempt
         self._rng = rng or random.Random()
@@ -72,9 +75,14 @@ class Deliverer:
         attempt = 0
         while True:
             attempt += 1
+            started = time.perf_counter()
             status, asked = await self._attempt(event_id, body)
             self._on_attempt(status)
             decided = verdict(status, attempt, self._s.webhook_max_attempts)
+            if self._metrics is not None:
+                self._metrics.attempt(status, time.perf_counter() - started)
+                if decided is not Verdict.RETRY:
+                    self._metrics.finished(decided)
             if decided is not Verdict.RETRY:
                 return Outcome(event_id, decided, status, attempt)
             cap = self._s.webhook_backoff_cap

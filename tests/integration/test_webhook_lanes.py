@@ -10,11 +10,13 @@ from collections import defaultdict
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from service.core.webhook_delivery import Verdict
 from service.settings import Settings
+from service.worker.webhook_metrics import WebhookMetrics
 from service.worker.webhook_request import Signer
 from service.worker.webhooks import Deliverer, Lanes, client
 
@@ -56,10 +58,17 @@ async def test_every_trigger_verified_in_order_per_user_failures_retried() -> No
         webhook_timeout=0.2, webhook_backoff_base=0.01, webhook_backoff_cap=0.05, webhook_max_attempts=5
     )
     attempts: list[int] = []
+    registry = CollectorRegistry()
+    metrics = WebhookMetrics(registry)
     try:
         async with client(settings) as http:
             deliverer = Deliverer(
-                http, f"http://127.0.0.1:{port}/hook", Signer(SecretStr(SECRET)), settings, attempts.append
+                http,
+                f"http://127.0.0.1:{port}/hook",
+                Signer(SecretStr(SECRET)),
+                settings,
+                attempts.append,
+                metrics=metrics,
             )
             lanes = Lanes(deliverer.deliver)
             tasks = []
@@ -78,3 +87,7 @@ async def test_every_trigger_verified_in_order_per_user_failures_retried() -> No
         assert order[f"u{n}"] == expected
     assert any(o.attempts > 1 for o in outcomes)
     assert {0, 429, 500} <= set(attempts)
+    assert registry.get_sample_value("lifecycle_webhook_deliveries_total", {"result": "delivered"}) == 199
+    assert registry.get_sample_value("lifecycle_webhook_deliveries_total", {"result": "dead"}) == 1
+    assert registry.get_sample_value("lifecycle_webhook_attempts_total", {"status_class": "5xx"}) > 0
+    assert registry.get_sample_value("lifecycle_webhook_latency_seconds_count") == len(attempts)
