@@ -78,6 +78,36 @@ class Settings(BaseSettings):
         description="where `lifecycle audience publish` writes (one CloudEvent per user; created if missing, "
         "with LIFECYCLE_PARTITIONS partitions)",
     )
+    webhook_url: str = Field(
+        "",
+        description="where `lifecycle webhooks` POSTs each trigger CloudEvent (structured mode); "
+        "https unless loopback or LIFECYCLE_WEBHOOK_ALLOW_HTTP",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret (`whsec_...`; a secret: never logged)"
+    )
+    webhook_allow_http: bool = Field(
+        False, description="allow a plain-http webhook URL that is not loopback (trusted networks only)"
+    )
+    webhook_max_attempts: int = Field(
+        6, ge=1, le=50, description="attempts per trigger before it goes to the webhook dead letters"
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=120, description="seconds one webhook attempt may take (connect + answer)"
+    )
+    webhook_backoff_base: float = Field(
+        0.5, gt=0, le=60, description="first retry waits up to this many seconds, doubling per attempt"
+    )
+    webhook_backoff_cap: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between attempts, a 429's Retry-After included"
+    )
+    webhook_concurrency: int = Field(
+        32, ge=1, le=1_000, description="webhook requests in flight at once per relay (the pool size)"
+    )
+    webhook_dlq_topic: str = Field(
+        "lifecycle-triggers.webhook-dlq",
+        description="triggers the webhook receiver refused (4xx) or that failed every attempt",
+    )
     relay_batch: int = Field(
         500, ge=1, le=10_000, description="trigger outbox entries relayed to Kafka per round"
     )

@@ -98,7 +98,7 @@ def _problem(info: dict[str, Any] | None, partitions: int) -> str:
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
+    """Create the events, dead-letter, trigger and webhook dead-letter topics if missing."""
     create_topics(
         settings.kafka_bootstrap,
         {
@@ -106,6 +106,8 @@ def ensure_topics(settings: Settings) -> None:
             settings.dlq_topic: settings.partitions,
             # one trigger partition per events partition: each has a single writer, its owner
             settings.triggers_topic: settings.partitions,
+            # triggers the webhook receiver refused or that failed every attempt
+            settings.webhook_dlq_topic: settings.partitions,
         },
         **kafka_python_options(settings),
     )
