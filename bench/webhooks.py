@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from service.settings import Settings
-from service.worker.webhook_request import Signer
-from service.worker.webhooks import Deliverer, Lanes, client
+from service.webhooks.lanes import Deliverer, Lanes, client
+from service.webhooks.signing import Signer
 
 SECRET = "whsec_" + base64.b64encode(b"b" * 32).decode()
 

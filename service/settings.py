@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         32, ge=1, le=1_000, description="webhook requests in flight at once per relay (the pool size)"
     )
+    webhook_metrics_port: int = Field(
+        6068,
+        ge=0,
+        le=65535,
+        description="where `lifecycle webhooks` serves /metrics (on LIFECYCLE_WORKER_HOST); 0: not served",
+    )
     webhook_dlq_topic: str = Field(
         "lifecycle-triggers.webhook-dlq",
         description="triggers the webhook receiver refused (4xx) or that failed every attempt",

@@ -192,6 +192,18 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     run_bridge(settings, args.source, args.group, args.format)
 
 
+def cmd_webhooks(args: argparse.Namespace) -> None:
+    from service.webhooks.process import configuration_error, run_webhooks
+
+    settings = _settings()
+    problem = configuration_error(settings)
+    if problem:
+        sys.exit(f"lifecycle webhooks: {problem}")
+    check_kafka(settings)
+    ensure_topics(settings)
+    run_webhooks(settings, args.group)
+
+
 def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
     import asyncio
 
@@ -290,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bridge.set_defaults(func=cmd_bridge)
 
+    webhooks = sub.add_parser(
+        "webhooks", help="POST each trigger to LIFECYCLE_WEBHOOK_URL, signed (Standard Webhooks)"
+    )
+    webhooks.add_argument("--group", default=None, help="consumer group (default <app id>-webhooks)")
+    webhooks.set_defaults(func=cmd_webhooks)
     thresholds = sub.add_parser("thresholds", help="what the data says about lifecycle thresholds")
     tsub = thresholds.add_subparsers(dest="action", required=True)
     suggest_cmd = tsub.add_parser("suggest", help="suggest silent/churned/dead thresholds from return gaps")

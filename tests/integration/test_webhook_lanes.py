@@ -16,9 +16,9 @@ from standardwebhooks.webhooks import Webhook
 
 from service.core.webhook_delivery import Verdict
 from service.settings import Settings
-from service.worker.webhook_metrics import WebhookMetrics
-from service.worker.webhook_request import Signer
-from service.worker.webhooks import Deliverer, Lanes, client
+from service.webhooks.lanes import Deliverer, Lanes, client
+from service.webhooks.metrics import WebhookMetrics
+from service.webhooks.signing import Signer
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 

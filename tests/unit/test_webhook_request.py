@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from service.worker.webhook_request import Signer
+from service.webhooks.signing import Signer
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 

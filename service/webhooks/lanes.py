@@ -18,8 +18,8 @@ import httpx
 
 from service.core.webhook_delivery import TIMEOUT, Verdict, backoff, retry_after, verdict
 from service.settings import Settings
-from service.worker.webhook_metrics import WebhookMetrics
-from service.worker.webhook_request import Signer
+from service.webhooks.metrics import WebhookMetrics
+from service.webhooks.signing import Signer
 
 
 @dataclass(frozen=True, slots=True)
