@@ -111,7 +111,5 @@ class Lanes:
 
         task = asyncio.ensure_future(run())
         self._tails[user_id] = task
-        task.add_done_callback(
-            lambda t: self._tails.pop(user_id, None) if self._tails.get(user_id) is t else None
-        )
+        task.add_done_callback(lambda t: self._forget(user_id, t))
         return task

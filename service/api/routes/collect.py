@@ -40,7 +40,7 @@ def _event_schema(min_ts: int) -> dict[str, Any]:
     }
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes | None:
+async def read_bounded(request: Request, limit: int) -> bytes | None:
     """The body, or None as soon as it exceeds `limit` bytes: a chunked upload without a
     Content-Length is never read into memory past the limit."""
     chunks: list[bytes] = []
@@ -96,7 +96,7 @@ def collect_routes(settings: Settings, collector: Collector) -> APIRouter:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
-        body = await _read_bounded(request, settings.collector_max_bytes)
+        body = await read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
         try:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from service.api.collector import Collector, CollectorError, decode_body
 from service.api.models import CollectRefused, CollectResponse
 from service.api.problems import Problem
-from service.api.routes.collect import _read_bounded
+from service.api.routes.collect import read_bounded
 from service.api.tracking import basic_user, key_matches, map_messages, parse_tracking
 from service.settings import Settings
 
@@ -57,7 +57,7 @@ def tracking_routes(settings: Settings, collector: Collector) -> APIRouter:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
-        body = await _read_bounded(request, settings.collector_max_bytes)
+        body = await read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
         by_header = key_matches(basic_user(request.headers.get("authorization", "")), keys)
@@ -141,10 +141,6 @@ def _single(handle: Any, kind: str) -> Any:
 
     post_one.__name__ = f"post_{kind}"
     return post_one
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 def _unauthorized() -> JSONResponse:
