@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         32, ge=1, le=1_000, description="webhook requests in flight at once per relay (the pool size)"
     )
+    mailgun_signing_key: SecretStr | None = Field(
+        None,
+        description="Mailgun's webhook signing key: when set, POST /v1/outcomes/mailgun checks each "
+        "report's signature (a secret: never logged)",
+    )
     webhook_metrics_port: int = Field(
         6068,
         ge=0,

@@ -33,6 +33,7 @@ from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
 from service.api.routes.indicators import indicator_routes
 from service.api.routes.lifecycle import lifecycle_routes
+from service.api.routes.outcomes import OUTCOMES_PREFIX, outcome_routes
 from service.api.routes.tracking import TRACKING_PATHS, tracking_routes
 from service.api.routes.triggers import trigger_routes
 from service.api.routes.users import user_routes
@@ -88,19 +89,26 @@ class TrackingCors:
             await self.app(scope, receive, send)
 
 
+def _takes_write_keys(path: str) -> bool:
+    """The paths a write key may post to (and that the API key does not guard)."""
+    return path in TRACKING_PATHS or path.startswith(OUTCOMES_PREFIX)
+
+
 def _refuse_write_keys(app: FastAPI, write_keys: list[bytes]) -> None:
     """A write key only writes: presented to any endpoint but the tracking API (as Basic
     user, bearer or X-API-Key) it is a 403, whatever the API key setting."""
 
     @app.middleware("http")
     async def check_write_key(request: Request, call_next: Any) -> Any:
-        if request.url.path not in TRACKING_PATHS:
+        if not _takes_write_keys(request.url.path):
             auth = request.headers.get("authorization", "")
             candidates = [basic_user(auth), request.headers.get("x-api-key")]
             if auth[:7].lower() == "bearer ":
                 candidates.append(auth[7:])
             if any(key_matches(c, write_keys) for c in candidates):
-                return JSONResponse({"detail": "a write key may only write to the tracking API"}, 403)
+                return JSONResponse(
+                    {"detail": "a write key may only write to the tracking API and the outcome reports"}, 403
+                )
         return await call_next(request)
 
 
@@ -113,7 +121,7 @@ def _require_api_key(app: FastAPI, key: str) -> None:
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
         path = request.url.path
-        if path in OPEN_PATHS or path in TRACKING_PATHS or is_console_path(path):
+        if path in OPEN_PATHS or _takes_write_keys(path) or is_console_path(path):
             return await call_next(request)
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
@@ -137,7 +145,7 @@ def _require_api_key(app: FastAPI, key: str) -> None:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             }
             for path, ops in schema["paths"].items():
-                if path not in OPEN_PATHS and path not in TRACKING_PATHS:
+                if path not in OPEN_PATHS and not _takes_write_keys(path):
                     for op in ops.values():
                         op["security"] = [{"bearer": []}, {"apiKey": []}]
                         op.setdefault("responses", {})["401"] = {"description": "missing or wrong API key"}
@@ -200,6 +208,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.include_router(funnel_routes(queries))
     app.include_router(collect_routes(settings, collector))
     app.include_router(tracking_routes(settings, collector))
+    app.include_router(outcome_routes(settings, collector))
     app.include_router(health_routes(client, kafka, population))
     serve_console(app)
     if settings.cors_origins:

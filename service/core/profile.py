@@ -22,6 +22,7 @@ import yaml
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.durations import DurationError, parse_duration
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
+from service.core.outcome_reports import GenericReports, parse_generic
 from service.core.segment import DEFAULT_EVENT_MAP
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
@@ -41,6 +42,7 @@ _TOP_LEVEL = {
     "audiences",
     "event_map",
     "non_activity_types",
+    "outcome_reports",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -97,6 +99,8 @@ class Profile:
     # Without a list of activity types every type is activity but these: messages about a
     # user's identity (who they are, which ids are theirs) say nothing of their engagement.
     non_activity_types: frozenset[str] = frozenset({"identify", "alias", "group"})
+    # Delivery reports of messaging vendors other than the built-in ones (SendGrid, Mailgun).
+    outcome_reports: Mapping[str, GenericReports] = field(default_factory=dict, hash=False)
 
     def is_activity(self, event_type: str) -> bool:
         if self.activity_types is None:
@@ -149,6 +153,10 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         raise ProfileError(str(exc)) from exc
     funnel = _funnel(data.get("funnel"), source)
     try:
+        outcome_reports = parse_generic(data.get("outcome_reports"), source)
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from exc
+    try:
         audiences = parse_audiences(data.get("audiences"), [s.name for s in funnel], source)
     except AudienceFilterError as exc:
         raise ProfileError(str(exc)) from exc
@@ -169,6 +177,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
             data.get("non_activity_types", ["identify", "alias", "group"]), "non_activity_types", source
         )
         or frozenset(),
+        outcome_reports=outcome_reports,
         **_quality(data.get("channel_quality"), source),
     )
 
