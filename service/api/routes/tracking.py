@@ -21,7 +21,9 @@ from service.api.tracking import basic_user, key_matches, map_messages, parse_tr
 from service.settings import Settings
 
 TRACKING_KINDS = ("track", "identify", "page", "screen", "group", "alias")
-TRACKING_PATHS = frozenset({"/v1/batch", *(f"/v1/{kind}" for kind in TRACKING_KINDS)})
+# Segment's browser SDK (analytics-next) posts to the first letter: /v1/t, /v1/i, /v1/p ...
+SHORT_PATHS = {f"/v1/{kind[0]}": kind for kind in TRACKING_KINDS}
+TRACKING_PATHS = frozenset({"/v1/batch", *(f"/v1/{kind}" for kind in TRACKING_KINDS), *SHORT_PATHS})
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": CollectRefused, "description": "not JSON, or every message rejected"},
@@ -131,6 +133,8 @@ def tracking_routes(settings: Settings, collector: Collector) -> APIRouter:
                 }
             },
         )
+    for path, kind in SHORT_PATHS.items():  # the same endpoints; kept out of the OpenAPI document
+        router.add_api_route(path, _single(handle, kind), methods=["POST"], include_in_schema=False)
     return router
 
 
