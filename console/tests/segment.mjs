@@ -33,9 +33,10 @@ const [analytics] = await AnalyticsBrowser.load(
   },
   { disableClientPersistence: true, retryQueue: false },
 );
-await analytics.identify(c.user, { plan: "pro", country: "DE" });
+await analytics.identify(c.user, { plan: "free" });  // before any activity: not kept
 await analytics.page("Pricing");
 await analytics.track("Order Completed", { order_id: "o-1", revenue: 42.5, currency: "EUR" });
+await analytics.identify(c.user, { plan: "pro", country: "DE", email: "x@example.com" });
 window.done = true;
 `;
 
@@ -85,11 +86,11 @@ try {
   await tab.goto(`http://127.0.0.1:${PAGE_PORT}/`);
   await tab.waitForFunction(() => window.done === true, null, { timeout: 30_000 });
   const deadline = Date.now() + 15_000;
-  while (calls.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  while (calls.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 } finally {
   await browser.close();
   server.close();
 }
 console.log(JSON.stringify({ calls, outside }));
-const ok = calls.length >= 3 && calls.every((c) => c.status === 200) && outside.length === 0;
+const ok = calls.length >= 4 && calls.every((c) => c.status === 200) && outside.length === 0;
 process.exit(ok ? 0 : 1);

@@ -24,6 +24,7 @@ from service.core.durations import DurationError, parse_duration
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
 from service.core.outcome_reports import GenericReports, parse_generic
 from service.core.segment import DEFAULT_EVENT_MAP
+from service.core.traits import parse_trait_names
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -43,6 +44,7 @@ _TOP_LEVEL = {
     "event_map",
     "non_activity_types",
     "outcome_reports",
+    "traits",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -101,6 +103,8 @@ class Profile:
     non_activity_types: frozenset[str] = frozenset({"identify", "alias", "group"})
     # Delivery reports of messaging vendors other than the built-in ones (SendGrid, Mailgun).
     outcome_reports: Mapping[str, GenericReports] = field(default_factory=dict, hash=False)
+    # identify traits kept on the user (service.core.traits)
+    traits: frozenset[str] = frozenset()
 
     def is_activity(self, event_type: str) -> bool:
         if self.activity_types is None:
@@ -154,6 +158,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
     funnel = _funnel(data.get("funnel"), source)
     try:
         outcome_reports = parse_generic(data.get("outcome_reports"), source)
+        traits = parse_trait_names(data.get("traits"), source)
     except ValueError as exc:
         raise ProfileError(str(exc)) from exc
     try:
@@ -178,6 +183,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         )
         or frozenset(),
         outcome_reports=outcome_reports,
+        traits=traits,
         **_quality(data.get("channel_quality"), source),
     )
 

@@ -78,6 +78,17 @@ def test_segment_browser_sdk_lands_a_user(broker: Any, redis_url: str, tmp_path:
         assert user["revenue"] == 42.5
         assert user["event_counts"].get("visit") == 1  # the page call
         assert user["event_counts"].get("order") == 1  # "Order Completed" through the event map
+        # the profile's named traits of the identify after the user's first activity (an
+        # identify before it finds no user); email is not named, so it is not kept
+        wait_for(
+            lambda: (
+                httpx.get(f"{base}/users/{USER}", headers={"X-API-Key": API_KEY}).json()["traits"]
+                == {"plan": "pro", "country": "DE"}
+            ),
+            30,
+            "the traits",
+            worker,
+        )
     finally:
         api.stop()
         worker.stop()
