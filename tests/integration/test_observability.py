@@ -24,9 +24,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/lifecycle.yml"
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
-DATASOURCE_UID = yaml.safe_load(
-    (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
-)["datasources"][0]["uid"]
+# panels follow the `datasource` variable; the compose stack's provisioned Prometheus is the
+# default datasource, which the variable resolves to there
+DATASOURCE_UID = "${datasource}"
+PROVISIONED = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
 
 
 def dashboard_exprs() -> list[str]:
@@ -53,12 +54,13 @@ def test_dashboards_are_well_formed_and_generated_from_code() -> None:
         "lifecycle-operations",
         "lifecycle-triggers",
     }
+    assert PROVISIONED["datasources"][0]["isDefault"] is True
     uids = set()
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         assert board["uid"] not in uids
         uids.add(board["uid"])
-        assert [v["name"] for v in board["templating"]["list"]] == ["channel"]
+        assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "channel"]
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
         for panel in board["panels"]:
