@@ -8,11 +8,11 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.core.durations import parse_duration
 from service.core.envelopes import ENVELOPE_MAX_BYTES
@@ -142,13 +142,13 @@ class Settings(BaseSettings):
         "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
         "value counts as none)",
     )
-    write_keys: list[SecretStr] = Field(
+    write_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="write keys of the Segment/RudderStack tracking API (`/v1/batch`, `/v1/track`, ...), a "
         'JSON list (`["wk1","wk2"]`); given as HTTP Basic user name or `writeKey` in the body; they may '
         "only write: on any other endpoint a write key is a 403. Empty: the tracking API answers 401",
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="origins browser SDKs may send tracking calls from (CORS, only on the tracking "
         'paths), a JSON list (`["https://shop.example"]`); empty: no cross-origin calls',
