@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from service.core.webhook_delivery import OffsetTracker, Verdict
 from service.kafka.options import aiokafka_options
@@ -224,9 +225,14 @@ class WebhookRelay:
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = {tp: self._trackers[tp].next_commit for tp in self._dirty if tp in self._trackers}
-        self._dirty.clear()
-        if offsets:
+        if not offsets:
+            return
+        try:
             await consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance under way: tried again next round (or redelivered)
+            log.warning("webhooks: commit failed, kept for the next round: %s", exc)
+            return
+        self._dirty.difference_update(offsets)
 
     async def revoked(self, consumer: AIOKafkaConsumer, revoked: set[TopicPartition]) -> None:
         """Commit what finished on the partitions leaving, then forget them."""
@@ -235,7 +241,7 @@ class WebhookRelay:
         if offsets:
             try:
                 await consumer.commit(offsets)
-            except Exception as exc:  # the group moved on: those are redelivered, not lost
+            except KafkaError as exc:  # the group moved on: those are redelivered, not lost
                 log.warning("webhooks: commit on revoke failed: %s", exc)
         for tp in revoked:
             self._trackers.pop(tp, None)

@@ -42,7 +42,7 @@ async def test_every_trigger_verified_in_order_per_user_failures_retried() -> No
             if roll < 0.35:
                 return web.Response(status=429, headers={"Retry-After": "0"})
             if roll < 0.45:
-                await asyncio.sleep(0.5)  # past the relay's timeout: it has given up
+                await asyncio.sleep(1.5)  # past the relay's timeout: it has given up
                 return web.Response(status=503)
         order[event["subject"]].append(event["data"]["n"])
         return web.Response(status=204)
@@ -55,7 +55,7 @@ async def test_every_trigger_verified_in_order_per_user_failures_retried() -> No
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     settings = Settings(
-        webhook_timeout=0.2, webhook_backoff_base=0.01, webhook_backoff_cap=0.05, webhook_max_attempts=5
+        webhook_timeout=1.0, webhook_backoff_base=0.01, webhook_backoff_cap=0.05, webhook_max_attempts=8
     )
     attempts: list[int] = []
     registry = CollectorRegistry()
