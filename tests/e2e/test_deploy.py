@@ -196,6 +196,8 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
         ("Service", "lifecycle-api"),
         ("PodDisruptionBudget", "lifecycle-worker"),
         ("PodDisruptionBudget", "lifecycle-api"),
+        ("Deployment", "lifecycle-webhooks"),
+        ("PodDisruptionBudget", "lifecycle-webhooks"),
         ("ConfigMap", "lifecycle-config"),
         ("Secret", "lifecycle-secret"),
     } <= kinds
@@ -203,8 +205,12 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
     secret = next(d for d in docs if d["metadata"]["name"] == "lifecycle-secret")["stringData"]
     assert set(config) | set(secret) <= SETTINGS_ENV
     Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in {**config, **secret}.items()})
-    routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}}
-    ports = {"api": int(config["LIFECYCLE_API_PORT"]), "worker": int(config["LIFECYCLE_WORKER_PORT"])}
+    routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}, "webhooks": {"/metrics"}}
+    ports = {
+        "api": int(config["LIFECYCLE_API_PORT"]),
+        "worker": int(config["LIFECYCLE_WORKER_PORT"]),
+        "webhooks": int(config["LIFECYCLE_WEBHOOK_METRICS_PORT"]),
+    }
     for d in docs:
         if d["kind"] != "Deployment":
             continue
