@@ -259,6 +259,11 @@ class Settings(BaseSettings):
         "computation counts; the rest get no `lifecycle_audience_users` series (logged)",
     )
     log_level: str = Field("INFO", description="the worker's log level (passed to Faust as its loglevel)")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per log line (time, level, logger, message, partition and "
+        "offset where known, exception); the image's default",
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Secrets never reach a log line: passwords in URLs are masked like `SecretStr` fields."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from service.cli.logs import configure, format_from_environment, logging_config
 from service.cli.reach import (
     Unreachable,
     check_kafka,
@@ -52,7 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     check_redis(settings)
     ensure_topics(settings)
     app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    config = logging_config(settings.log_format, settings.log_level.upper())
+    Worker(app, loglevel=settings.log_level.lower(), logging_config=config).execute_from_commandline()
 
 
 def cmd_api(args: argparse.Namespace) -> None:
@@ -67,7 +69,15 @@ def cmd_api(args: argparse.Namespace) -> None:
         sys.exit(refusal)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    config = logging_config(settings.log_format, "INFO")
+    config["loggers"] = {"uvicorn.access": {"level": "WARNING"}}  # no line per request
+    uvicorn.run(
+        create_api(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=config,
+        log_level="info",
+    )
 
 
 def _progress(events: Iterable[dict[str, Any]], total: int | None, desc: str) -> Iterator[dict[str, Any]]:
@@ -375,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(format_from_environment(), logging.INFO)
     args = build_parser().parse_args(argv)
     quiet_client_libraries(args.verbose)
     try:

@@ -208,6 +208,7 @@ class WebhookRelay:
             reason,
             status,
             attempts,
+            extra={"topic": tp.topic, "partition": tp.partition, "offset": m.offset},
         )
         sent = await producer.send(self.settings.webhook_dlq_topic, value=m.value, key=m.key, headers=headers)
         await sent
