@@ -70,13 +70,12 @@ def cmd_api(args: argparse.Namespace) -> None:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     config = logging_config(settings.log_format, "INFO")
-    config["loggers"] = {"uvicorn.access": {"level": "WARNING"}}  # no line per request
     uvicorn.run(
         create_api(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_config=config,
-        log_level="info",
+        log_level="warning",  # uvicorn's own lines from warnings up, and no line per request
     )
 
 
