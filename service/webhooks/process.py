@@ -38,8 +38,6 @@ def configuration_error(settings: Settings) -> str | None:
 
 def run_webhooks(settings: Settings, group_id: str | None) -> RelayStats:
     """Relay until SIGINT/SIGTERM, finishing (for a while) and committing what is in flight."""
-    # httpx logs every request with its URL at INFO: noise, and a URL may carry a token
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     registry = CollectorRegistry()
     metrics = WebhookMetrics(registry)
     if settings.webhook_metrics_port:
