@@ -2,7 +2,7 @@
 CloudEvents from a real broker and POSTs them to a receiver on loopback that verifies every
 signature with the `standardwebhooks` package (its cost is included: it shares the machine).
 
-    .venv/bin/python bench/webhook_relay.py [--events 20000] [--users 2000] [--concurrency 32]
+    .venv/bin/python -m bench.webhook_relay [--events 20000] [--users 2000] [--concurrency 32]
                                             [--broker kafka|tansu]
 
 Prints deliveries per second from the first to the last delivery (steady state) and over
@@ -26,6 +26,7 @@ from aiohttp import web
 from kafka import KafkaProducer
 from standardwebhooks.webhooks import Webhook
 
+from bench.receiver import start_receiver
 from service.core.partitioning import partition_for
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
 from service.dev.processes import free_port
@@ -73,13 +74,7 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
                 done.set()
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await start_receiver(receive)
     env = {
         **os.environ,
         "LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap,
@@ -87,7 +82,7 @@ async def run(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
         "LIFECYCLE_WEBHOOK_DLQ_TOPIC": f"{topic}.dlq",
         "LIFECYCLE_PARTITIONS": str(PARTITIONS),
         "LIFECYCLE_APP_ID": f"bench-{suffix}",
-        "LIFECYCLE_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook",
+        "LIFECYCLE_WEBHOOK_URL": url,
         "LIFECYCLE_WEBHOOK_SECRET": SECRET,
         "LIFECYCLE_WEBHOOK_CONCURRENCY": str(args.concurrency),
         "LIFECYCLE_WEBHOOK_METRICS_PORT": str(free_port()),

@@ -1,7 +1,7 @@
 """Webhook deliveries per second: the deliverer against a local aiohttp receiver that
 verifies every signature with standardwebhooks (the receiver's cost is included).
 
-    .venv/bin/python bench/webhooks.py [events] [users]
+    .venv/bin/python -m bench.webhooks [events] [users]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
+from bench.receiver import start_receiver
 from service.settings import Settings
 from service.webhooks.lanes import Deliverer, Lanes, client
 from service.webhooks.signing import Signer
@@ -30,13 +31,7 @@ async def main(events: int, users: int) -> None:
         verifier.verify(await request.read(), dict(request.headers))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await start_receiver(receive)
     settings = Settings()
     bodies = [
         (f"u{n % users}", f"t{n}", orjson.dumps({"id": f"t{n}", "subject": f"u{n % users}", "data": {}}))
@@ -44,9 +39,7 @@ async def main(events: int, users: int) -> None:
     ]
     try:
         async with client(settings) as http:
-            lanes = Lanes(
-                Deliverer(http, f"http://127.0.0.1:{port}/hook", Signer(SecretStr(SECRET)), settings).deliver
-            )
+            lanes = Lanes(Deliverer(http, url, Signer(SecretStr(SECRET)), settings).deliver)
             start = time.perf_counter()
             await asyncio.gather(*(lanes.submit(u, i, b) for u, i, b in bodies))
             took = time.perf_counter() - start

@@ -41,8 +41,11 @@ def _event_schema(min_ts: int) -> dict[str, Any]:
 
 
 async def read_bounded(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds `limit` bytes: a chunked upload without a
-    Content-Length is never read into memory past the limit."""
+    """The body, or None when it exceeds `limit` bytes: refused on a larger Content-Length
+    before any of it is read, and a chunked upload is never read into memory past the limit."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -93,9 +96,6 @@ def collect_routes(settings: Settings, collector: Collector) -> APIRouter:
         Accepts one event or an array (gzip with `Content-Encoding: gzip`). Rejected events
         are listed by index with the reason; the others are accepted regardless.
         """
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
         body = await read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)

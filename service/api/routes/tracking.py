@@ -56,9 +56,6 @@ def tracking_routes(settings: Settings, collector: Collector) -> APIRouter:
     event_map = settings.loaded_profile.event_map
 
     async def handle(request: Request, kind: str | None) -> Any:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
         body = await read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
