@@ -202,6 +202,7 @@ def cmd_bridge(args: argparse.Namespace) -> None:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> None:
+    from service.kafka.topics import ensure_webhook_topics
     from service.webhooks.process import configuration_error, run_webhooks
 
     settings = _settings()
@@ -210,6 +211,7 @@ def cmd_webhooks(args: argparse.Namespace) -> None:
         sys.exit(f"lifecycle webhooks: {problem}")
     check_kafka(settings)
     ensure_topics(settings)
+    ensure_webhook_topics(settings)
     run_webhooks(settings, args.group)
 
 
