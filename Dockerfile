@@ -26,10 +26,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LIFECYCLE_API_HOST=0.0.0.0 \
     LIFECYCLE_WORKER_HOST=0.0.0.0 \
+    LIFECYCLE_LOG_FORMAT=json \
     LIFECYCLE_DATA_DIR=/tmp/lifecycle-data
 USER 10001:10001
 WORKDIR /home/lifecycle
-EXPOSE 8000 6066
+EXPOSE 8000 6066 6068
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["lifecycle", "healthcheck"]
 ENTRYPOINT ["lifecycle"]
 CMD ["api"]

@@ -10,7 +10,10 @@ EDGE_TESTS := tests/integration/test_oversize_dead_letters.py tests/integration/
 	tests/integration/test_event_time_bounds.py tests/integration/test_commit_atomic_at_maxmemory.py
 PYTEST := $(BIN)/pytest -q --durations=15 --hypothesis-profile=ci --hypothesis-seed=$(SEED)
 
-.PHONY: setup dev test test-unit test-integration lint docs faults bench soak kafka-jars console console-deps screenshots clean
+image-sbom: setup  ## the image's SBOM (CycloneDX JSON from pip metadata, no Docker): sbom.cdx.json
+	$(BIN)/python scripts/sbom.py -o sbom.cdx.json
+
+.PHONY: image-sbom setup dev test test-unit test-integration lint docs faults bench soak kafka-jars console console-deps screenshots clean
 
 $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)

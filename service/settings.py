@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.core.durations import parse_duration
 from service.core.envelopes import ENVELOPE_MAX_BYTES
@@ -77,6 +78,47 @@ class Settings(BaseSettings):
         description="where `lifecycle audience publish` writes (one CloudEvent per user; created if missing, "
         "with LIFECYCLE_PARTITIONS partitions)",
     )
+    webhook_url: str = Field(
+        "",
+        description="where `lifecycle webhooks` POSTs each trigger CloudEvent (structured mode); "
+        "https unless loopback or LIFECYCLE_WEBHOOK_ALLOW_HTTP",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret (`whsec_...`; a secret: never logged)"
+    )
+    webhook_allow_http: bool = Field(
+        False, description="allow a plain-http webhook URL that is not loopback (trusted networks only)"
+    )
+    webhook_max_attempts: int = Field(
+        6, ge=1, le=50, description="attempts per trigger before it goes to the webhook dead letters"
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=120, description="seconds one webhook attempt may take (connect + answer)"
+    )
+    webhook_backoff_base: float = Field(
+        0.5, gt=0, le=60, description="first retry waits up to this many seconds, doubling per attempt"
+    )
+    webhook_backoff_cap: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between attempts, a 429's Retry-After included"
+    )
+    webhook_concurrency: int = Field(
+        32, ge=1, le=1_000, description="webhook requests in flight at once per relay (the pool size)"
+    )
+    mailgun_signing_key: SecretStr | None = Field(
+        None,
+        description="Mailgun's webhook signing key: when set, POST /v1/outcomes/mailgun checks each "
+        "report's signature (a secret: never logged)",
+    )
+    webhook_metrics_port: int = Field(
+        6068,
+        ge=0,
+        le=65535,
+        description="where `lifecycle webhooks` serves /metrics (on LIFECYCLE_WORKER_HOST); 0: not served",
+    )
+    webhook_dlq_topic: str = Field(
+        "lifecycle-triggers.webhook-dlq",
+        description="triggers the webhook receiver refused (4xx) or that failed every attempt",
+    )
     relay_batch: int = Field(
         500, ge=1, le=10_000, description="trigger outbox entries relayed to Kafka per round"
     )
@@ -99,6 +141,17 @@ class Settings(BaseSettings):
         "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise); "
         "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
         "value counts as none)",
+    )
+    write_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="write keys of the Segment/RudderStack tracking API (`/v1/batch`, `/v1/track`, ...), a "
+        'JSON list (`["wk1","wk2"]`); given as HTTP Basic user name or `writeKey` in the body; they may '
+        "only write: on any other endpoint a write key is a 403. Empty: the tracking API answers 401",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins browser SDKs may send tracking calls from (CORS, only on the tracking "
+        'paths), a JSON list (`["https://shop.example"]`); empty: no cross-origin calls',
     )
     api_insecure: bool = Field(
         False,
@@ -206,6 +259,11 @@ class Settings(BaseSettings):
         "computation counts; the rest get no `lifecycle_audience_users` series (logged)",
     )
     log_level: str = Field("INFO", description="the worker's log level (passed to Faust as its loglevel)")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per log line (time, level, logger, message, partition and "
+        "offset where known, exception); the image's default",
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """Secrets never reach a log line: passwords in URLs are masked like `SecretStr` fields."""
@@ -222,6 +280,17 @@ class Settings(BaseSettings):
     @property
     def dedup_window_s(self) -> int:
         return parse_duration(self.dedup_window) // 1000
+
+    @field_validator("write_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """A list given as one string (a JSON list, or comma-separated) is split."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("api_key")
     @classmethod

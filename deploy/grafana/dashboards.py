@@ -2,8 +2,10 @@
 
 Three dashboards, provisioned from `deploy/grafana/dashboards/`: the business overview
 operators plan with, the operations view of the pipeline, and the triggers with their
-outcomes. Every panel queries the
-Prometheus datasource by uid, and `$channel` filters the per-channel series.
+outcomes. Every panel queries the Prometheus datasource picked by the `$datasource`
+variable (the default datasource unless chosen; `__inputs` asks for one on import), so
+they import into an existing Grafana whatever its datasource is called; `$channel` filters
+the per-channel series. Dashboard uids are fixed, so links to them survive new versions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-DS = {"type": "prometheus", "uid": "lifecycle-prometheus"}
+DS = {"type": "prometheus", "uid": "${datasource}"}
+INPUTS = [
+    {
+        "name": "DS_PROMETHEUS",
+        "label": "Prometheus",
+        "description": "the Prometheus that scrapes the lifecycle workers and API",
+        "type": "datasource",
+        "pluginId": "prometheus",
+        "pluginName": "Prometheus",
+    }
+]
 CH = 'channel=~"$channel"'
 OUT = Path(__file__).parent / "dashboards"
 
@@ -42,6 +54,19 @@ def panel(
     }
 
 
+def datasource_variable() -> dict[str, Any]:
+    """Which Prometheus every panel queries; on import `__inputs` fills it in."""
+    return {
+        "name": "datasource",
+        "label": "Datasource",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {"text": "${DS_PROMETHEUS}", "value": "${DS_PROMETHEUS}"},
+        "hide": 0,
+        "refresh": 1,
+    }
+
+
 def channel_variable() -> dict[str, Any]:
     return {
         "name": "channel",
@@ -60,6 +85,7 @@ def channel_variable() -> dict[str, Any]:
 
 def dashboard(uid: str, title: str, panels: list[dict[str, Any]]) -> dict[str, Any]:
     return {
+        "__inputs": INPUTS,
         "uid": uid,
         "title": title,
         "tags": ["lifecycle"],
@@ -68,7 +94,7 @@ def dashboard(uid: str, title: str, panels: list[dict[str, Any]]) -> dict[str, A
         "version": 1,
         "refresh": "30s",
         "time": {"from": "now-7d", "to": "now"},
-        "templating": {"list": [channel_variable()]},
+        "templating": {"list": [datasource_variable(), channel_variable()]},
         "panels": panels,
     }
 

@@ -18,6 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.audiences import audience_routes, cursor_key
 from service.api.collector import Collector
@@ -31,8 +33,11 @@ from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
 from service.api.routes.indicators import indicator_routes
 from service.api.routes.lifecycle import lifecycle_routes
+from service.api.routes.outcomes import OUTCOMES_PREFIX, outcome_routes
+from service.api.routes.tracking import TRACKING_PATHS, tracking_routes
 from service.api.routes.triggers import trigger_routes
 from service.api.routes.users import user_routes
+from service.api.tracking import basic_user, key_matches
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
@@ -63,14 +68,60 @@ def _refuse_repeated_parameters(app: FastAPI) -> None:
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no key
 
 
+class TrackingCors:
+    """Starlette's CORS middleware on the tracking paths only: browser SDKs post events
+    cross-origin, while the read API stays same-origin."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in TRACKING_PATHS:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def _takes_write_keys(path: str) -> bool:
+    """The paths a write key may post to (and that the API key does not guard)."""
+    return path in TRACKING_PATHS or path.startswith(OUTCOMES_PREFIX)
+
+
+def _refuse_write_keys(app: FastAPI, write_keys: list[bytes]) -> None:
+    """A write key only writes: presented to any endpoint but the tracking API (as Basic
+    user, bearer or X-API-Key) it is a 403, whatever the API key setting."""
+
+    @app.middleware("http")
+    async def check_write_key(request: Request, call_next: Any) -> Any:
+        if not _takes_write_keys(request.url.path):
+            auth = request.headers.get("authorization", "")
+            candidates = [basic_user(auth), request.headers.get("x-api-key")]
+            if auth[:7].lower() == "bearer ":
+                candidates.append(auth[7:])
+            if any(key_matches(c, write_keys) for c in candidates):
+                return JSONResponse(
+                    {"detail": "a write key may only write to the tracking API and the outcome reports"}, 403
+                )
+        return await call_next(request)
+
+
 def _require_api_key(app: FastAPI, key: str) -> None:
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>` on everything but the open paths,
-    compared in constant time; declared in the OpenAPI document so clients know."""
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` on everything but the open paths
+    and the tracking API (which has its write keys), compared in constant time; declared in
+    the OpenAPI document so clients know."""
     expected = key.encode()
 
     @app.middleware("http")
     async def check_key(request: Request, call_next: Any) -> Any:
-        if request.url.path in OPEN_PATHS or is_console_path(request.url.path):
+        path = request.url.path
+        if path in OPEN_PATHS or _takes_write_keys(path) or is_console_path(path):
             return await call_next(request)
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
@@ -94,7 +145,7 @@ def _require_api_key(app: FastAPI, key: str) -> None:
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             }
             for path, ops in schema["paths"].items():
-                if path not in OPEN_PATHS:
+                if path not in OPEN_PATHS and not _takes_write_keys(path):
                     for op in ops.values():
                         op["security"] = [{"bearer": []}, {"apiKey": []}]
                         op.setdefault("responses", {})["401"] = {"description": "missing or wrong API key"}
@@ -144,6 +195,9 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     _refuse_repeated_parameters(app)
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
+    write_keys = [k.get_secret_value().encode() for k in settings.write_keys if k.get_secret_value()]
+    if write_keys:
+        _refuse_write_keys(app, write_keys)
     # The order is the routing precedence and the OpenAPI document's order.
     app.include_router(audience_routes(audiences))
     app.include_router(console_routes(history, ops))
@@ -153,7 +207,11 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.include_router(indicator_routes(queries))
     app.include_router(funnel_routes(queries))
     app.include_router(collect_routes(settings, collector))
+    app.include_router(tracking_routes(settings, collector))
+    app.include_router(outcome_routes(settings, collector))
     app.include_router(health_routes(client, kafka, population))
     serve_console(app)
+    if settings.cors_origins:
+        app.add_middleware(TrackingCors, origins=settings.cors_origins)
     app.add_middleware(RequestMetrics)
     return app

@@ -121,6 +121,11 @@ class Collector:
         raw = decode_body(body, content_encoding, s.collector_max_bytes)
         bounds = s.time_bounds(int(time.time() * 1000))
         accepted, rejected = validate_batch(raw, s.collector_max_events, bounds)
+        return await self.send(accepted, rejected)
+
+    async def send(self, accepted: list[tuple[str, bytes]], rejected: list[dict[str, Any]]) -> Collected:
+        """Write validated events as envelopes and wait for `acks=all`; shared by every intake."""
+        s = self.settings
         too_big = next(
             (i for i, (_, raw) in enumerate(accepted) if len(raw) + 2 > s.envelope_max_bytes), None
         )

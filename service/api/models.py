@@ -67,6 +67,7 @@ class User(BaseModel):
     orders: int
     revenue: float
     event_counts: dict[str, int]
+    traits: dict[str, str | int | float | bool] = {}  # the profile's named traits, from identify calls
 
 
 class RejectedEvent(BaseModel):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from service.cli.logs import configure, format_from_environment, logging_config
 from service.cli.reach import (
     Unreachable,
     check_kafka,
@@ -52,7 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
     check_redis(settings)
     ensure_topics(settings)
     app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    config = logging_config(settings.log_format, settings.log_level.upper())
+    Worker(app, loglevel=settings.log_level.lower(), logging_config=config).execute_from_commandline()
 
 
 def cmd_api(args: argparse.Namespace) -> None:
@@ -67,7 +69,14 @@ def cmd_api(args: argparse.Namespace) -> None:
         sys.exit(refusal)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    config = logging_config(settings.log_format, "INFO")
+    uvicorn.run(
+        create_api(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=config,
+        log_level="warning",  # uvicorn's own lines from warnings up, and no line per request
+    )
 
 
 def _progress(events: Iterable[dict[str, Any]], total: int | None, desc: str) -> Iterator[dict[str, Any]]:
@@ -189,7 +198,21 @@ def cmd_bridge(args: argparse.Namespace) -> None:
     settings = _settings()
     check_kafka(settings)
     ensure_topics(settings)
-    run_bridge(settings, args.source, args.group)
+    run_bridge(settings, args.source, args.group, args.format)
+
+
+def cmd_webhooks(args: argparse.Namespace) -> None:
+    from service.kafka.topics import ensure_webhook_topics
+    from service.webhooks.process import configuration_error, run_webhooks
+
+    settings = _settings()
+    problem = configuration_error(settings)
+    if problem:
+        sys.exit(f"lifecycle webhooks: {problem}")
+    check_kafka(settings)
+    ensure_topics(settings)
+    ensure_webhook_topics(settings)
+    run_webhooks(settings, args.group)
 
 
 def cmd_thresholds_suggest(args: argparse.Namespace) -> None:
@@ -282,8 +305,19 @@ def build_parser() -> argparse.ArgumentParser:
     bridge = sub.add_parser("bridge", help="re-publish a one-event-per-message topic as envelopes")
     bridge.add_argument("--from", dest="source", required=True, help="the source topic")
     bridge.add_argument("--group", help="consumer group (default: <LIFECYCLE_APP_ID>-bridge)")
+    bridge.add_argument(
+        "--format",
+        choices=("canonical", "segment"),
+        default="canonical",
+        help="source messages: canonical events, or Segment/RudderStack tracking messages",
+    )
     bridge.set_defaults(func=cmd_bridge)
 
+    webhooks = sub.add_parser(
+        "webhooks", help="POST each trigger to LIFECYCLE_WEBHOOK_URL, signed (Standard Webhooks)"
+    )
+    webhooks.add_argument("--group", default=None, help="consumer group (default <app id>-webhooks)")
+    webhooks.set_defaults(func=cmd_webhooks)
     thresholds = sub.add_parser("thresholds", help="what the data says about lifecycle thresholds")
     tsub = thresholds.add_subparsers(dest="action", required=True)
     suggest_cmd = tsub.add_parser("suggest", help="suggest silent/churned/dead thresholds from return gaps")
@@ -352,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(format_from_environment(), logging.INFO)
     args = build_parser().parse_args(argv)
     quiet_client_libraries(args.verbose)
     try:

@@ -23,9 +23,11 @@ from service.core.lifecycle import Thresholds, state_at, timed_transitions
 from service.core.profile import FunnelStage, Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.retention import RetentionRule, move_first_day, note_activity
+from service.core.traits import set_traits
 from service.core.triggers import TriggerLog, TriggerPlan, attribute, fire_due, next_due, schedule
 from service.core.value import count_high_value, count_order, rfm_class
 
+IDENTIFY = "identify"  # the event type whose `properties.traits` state who the user is
 OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
 OTHER_TYPE = "other"
 CHANNEL_COST = "channel_cost"  # acquisition cost of `channel` (amount); not a user's activity
@@ -123,6 +125,7 @@ def apply_events(
     tlog = out.triggers
     tlog.counts = counts
     th, plan, labels = rules.th, rules.plan, rules.labels
+    trait_names = profile.traits
     counted_types, revenue_types, schedules = rules.counted_types, rules.revenue_types, rules.schedules
     class_before: dict[str, int] = {}
     had_pending: set[str] = set()
@@ -167,6 +170,8 @@ def apply_events(
             if moved & _MOVED_FIRST:
                 dirty_first.add(uid)
 
+        if ev.type == IDENTIFY and trait_names and ev.properties:
+            set_traits(rec, ev.properties.get("traits"), trait_names)
         if ev.type in counted_types:
             count_step(rec, ev.type, ts, rules.funnel, rules.steps, counts, out.conversions)
         if ev.type in revenue_types:

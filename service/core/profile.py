@@ -22,6 +22,9 @@ import yaml
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.durations import DurationError, parse_duration
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
+from service.core.outcome_reports import GenericReports, parse_generic
+from service.core.segment import DEFAULT_EVENT_MAP
+from service.core.traits import parse_trait_names
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -38,6 +41,10 @@ _TOP_LEVEL = {
     "channel_quality",
     "triggers",
     "audiences",
+    "event_map",
+    "non_activity_types",
+    "outcome_reports",
+    "traits",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -88,9 +95,21 @@ class Profile:
     )
     triggers: TriggerRules = field(default_factory=TriggerRules)
     audiences: tuple[Audience, ...] = ()
+    # Tracking-spec event names (Segment, RudderStack) onto this profile's event types.
+    event_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVENT_MAP), hash=False)
+
+    # Without a list of activity types every type is activity but these: messages about a
+    # user's identity (who they are, which ids are theirs) say nothing of their engagement.
+    non_activity_types: frozenset[str] = frozenset({"identify", "alias", "group"})
+    # Delivery reports of messaging vendors other than the built-in ones (SendGrid, Mailgun).
+    outcome_reports: Mapping[str, GenericReports] = field(default_factory=dict, hash=False)
+    # identify traits kept on the user (service.core.traits)
+    traits: frozenset[str] = frozenset()
 
     def is_activity(self, event_type: str) -> bool:
-        return self.activity_types is None or event_type in self.activity_types
+        if self.activity_types is None:
+            return event_type not in self.non_activity_types
+        return event_type in self.activity_types
 
     @property
     def funnel_events(self) -> frozenset[str]:
@@ -138,6 +157,11 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         raise ProfileError(str(exc)) from exc
     funnel = _funnel(data.get("funnel"), source)
     try:
+        outcome_reports = parse_generic(data.get("outcome_reports"), source)
+        traits = parse_trait_names(data.get("traits"), source)
+    except ValueError as exc:
+        raise ProfileError(str(exc)) from exc
+    try:
         audiences = parse_audiences(data.get("audiences"), [s.name for s in funnel], source)
     except AudienceFilterError as exc:
         raise ProfileError(str(exc)) from exc
@@ -153,6 +177,13 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         description=str(data.get("description", "")),
         retention_days=_retention_days(data.get("retention_days", [1, 7, 30]), source),
         rfm=_rfm(data.get("rfm", {}), source),
+        event_map=_event_map(data.get("event_map"), source),
+        non_activity_types=_type_set(
+            data.get("non_activity_types", ["identify", "alias", "group"]), "non_activity_types", source
+        )
+        or frozenset(),
+        outcome_reports=outcome_reports,
+        traits=traits,
         **_quality(data.get("channel_quality"), source),
     )
 
@@ -260,3 +291,23 @@ def _type_set(value: Any, field: str, source: str) -> frozenset[str] | None:
             f"{source}: {field}: expected a list of event types matching {_EVENT_TYPE.pattern}"
         )
     return frozenset(value)
+
+
+MAX_EVENT_MAP = 1000
+
+
+def _event_map(value: Any, source: str) -> dict[str, str]:
+    """The built-in tracking-spec names, overridden and extended by the profile's own."""
+    if value is None:
+        return dict(DEFAULT_EVENT_MAP)
+    if (
+        not isinstance(value, Mapping)
+        or len(value) > MAX_EVENT_MAP
+        or not all(isinstance(k, str) and 0 < len(k) <= 128 for k in value)
+        or not all(isinstance(v, str) and _EVENT_TYPE.fullmatch(v) for v in value.values())
+    ):
+        raise ProfileError(
+            f"{source}: event_map: expected at most {MAX_EVENT_MAP} entries of a tracked event name "
+            f"(1..128 characters) to an event type matching {_EVENT_TYPE.pattern}"
+        )
+    return {**DEFAULT_EVENT_MAP, **value}

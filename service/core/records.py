@@ -65,6 +65,7 @@ class UserRecord:
     recent: list[FiredTrigger] = field(default_factory=list)
     onboarding: int = 0  # when the onboarding window started (0: never)
     days: int = 0  # bit k: active on the first-seen day + k (service.core.retention)
+    traits: dict[str, Any] = field(default_factory=dict)  # the profile's named identify traits
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
@@ -81,10 +82,14 @@ class UserRecord:
             self.counts,
             self.retained,
         ]
-        if self.days:  # a tail of 1 or 6 fields starts with it; older records have 0 or 5
+        # The tail: days alone (1 field), the 5 trigger fields (5), both (6), or with the
+        # traits last (7: days and the trigger fields then always written).
+        if self.days or self.traits:
             fields.append(self.days if self.days < _INT_DAYS else format(self.days, "x"))
-        if self.pending or self.sent or self.policies or self.recent or self.onboarding:
+        if self.pending or self.sent or self.policies or self.recent or self.onboarding or self.traits:
             fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
+            if self.traits:
+                fields.append(self.traits)
             return orjson.dumps(fields, default=_as_array)
         return orjson.dumps(fields)
 
@@ -97,11 +102,13 @@ class UserRecord:
         """From the decoded JSON array (`pack`'s form)."""
         f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
         days = 0
-        if len(tail) in (1, 6):
+        if len(tail) in (1, 6, 7):
             raw_days, *tail = tail
             days = raw_days if isinstance(raw_days, int) else int(raw_days, 16)
         rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
         rec.days = days
+        if len(tail) == 6:
+            *tail, rec.traits = tail
         if tail:
             pending, rec.sent, rec.policies, recent, rec.onboarding = tail
             rec.pending = [PendingTrigger(*p) for p in pending]
@@ -125,6 +132,7 @@ class UserRecord:
             list(self.recent),
             self.onboarding,
             self.days,
+            dict(self.traits),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -136,4 +144,5 @@ class UserRecord:
             "orders": self.orders,
             "revenue": self.revenue,
             "event_counts": dict(self.counts),
+            "traits": dict(self.traits),
         }

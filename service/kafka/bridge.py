@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from service.core.envelopes import TOO_LARGE_KEEP_BYTES, join_envelope, split_values
 from service.core.partitioning import partition_for
+from service.core.segment import map_value
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
 
@@ -39,6 +40,7 @@ class BridgeStats:
     passed_through: int = 0
     envelopes: int = 0
     too_large: int = 0
+    unmapped: int = 0
 
 
 class Bridge:
@@ -49,8 +51,13 @@ class Bridge:
         group_id: str | None = None,
         max_records: int = 20_000,
         envelope_events: int = 500,
+        source_format: str = "canonical",
     ) -> None:
         self.settings = settings
+        # "segment": each source message is a Segment/RudderStack tracking message, mapped
+        # here; one that cannot be mapped is dead-lettered with its reason.
+        self.segment = source_format == "segment"
+        self.event_map = settings.loaded_profile.event_map
         self.source = source
         self.group_id = group_id or f"{settings.app_id}-bridge"
         self.max_records = max_records
@@ -126,6 +133,12 @@ class Bridge:
                 if value is not None and len(value) + 2 > limit:
                     futures.append(await self._too_large(producer, tp, m))
                     continue
+                if self.segment:
+                    mapped = map_value(value, received_ms=m.timestamp, event_map=self.event_map)
+                    if isinstance(mapped, str):
+                        futures.append(await self._unmapped(producer, tp, m, mapped))
+                        continue
+                    value = mapped
                 if value is not None and value.startswith(b"{"):
                     try:
                         doc = loads(value)
@@ -156,6 +169,22 @@ class Bridge:
             self.stats.events += len(values)
         return futures
 
+    async def _unmapped(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, m: ConsumerRecord[bytes, bytes], reason: str
+    ) -> asyncio.Future[Any]:
+        """A tracking message that is no event: to the dead-letter topic with the reason."""
+        self.stats.unmapped += 1
+        headers = [
+            ("x-error-reason", reason[:512].encode()),
+            ("x-source-topic", tp.topic.encode()),
+            ("x-source-partition", str(tp.partition).encode()),
+            ("x-source-offset", str(m.offset).encode()),
+        ]
+        sent: asyncio.Future[Any] = await producer.send(
+            self.settings.dlq_topic, value=m.value, key=m.key, headers=headers
+        )
+        return sent
+
     async def _too_large(
         self, producer: AIOKafkaProducer, tp: TopicPartition, m: ConsumerRecord[bytes, bytes]
     ) -> asyncio.Future[Any]:
@@ -181,11 +210,13 @@ class Bridge:
         return sent
 
 
-def run_bridge(settings: Settings, source: str, group_id: str | None) -> None:
+def run_bridge(
+    settings: Settings, source: str, group_id: str | None, source_format: str = "canonical"
+) -> None:
     """Run until SIGINT/SIGTERM, finishing (and committing) the batch in hand."""
 
     async def main() -> None:
-        bridge = Bridge(settings, source, group_id)
+        bridge = Bridge(settings, source, group_id, source_format=source_format)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, bridge.stop)
@@ -193,11 +224,12 @@ def run_bridge(settings: Settings, source: str, group_id: str | None) -> None:
         stats = await bridge.run()
         elapsed = time.monotonic() - started
         log.info(
-            "bridge stopped: %d events in %d envelopes, %d passed through, %d too large, %.0f s",
+            "bridge stopped: %d events in %d envelopes, %d passed through, %d too large, %d unmapped, %.0f s",
             stats.events,
             stats.envelopes,
             stats.passed_through,
             stats.too_large,
+            stats.unmapped,
             elapsed,
         )
 

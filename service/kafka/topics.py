@@ -10,6 +10,7 @@ consumers can use the topic yet, notably on KRaft.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -23,9 +24,17 @@ class TopicError(RuntimeError):
     """A topic could not be created or does not have the expected partitions."""
 
 
-def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30, **client_config: Any) -> None:
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout: float = 30,
+    *,
+    any_count: Collection[str] = (),
+    **client_config: Any,
+) -> None:
     """Create the missing `topics` ({name: partitions}) and wait until all are usable.
 
+    An existing topic must have the given partition count, unless it is in `any_count`.
     `client_config`: kafka-python connection options (TLS, SASL; `kafka_clients.kafka_python_options`).
     """
     if not topics:
@@ -37,7 +46,7 @@ def create_topics(bootstrap: str, topics: dict[str, int], timeout: float = 30, *
         missing = {name: n for name, n in topics.items() if name not in existing}
         if missing:
             _create(admin, missing, timeout)
-        _wait_ready(admin, topics, existing, deadline)
+        _wait_ready(admin, topics, existing, deadline, frozenset(any_count))
     finally:
         admin.close()
 
@@ -69,10 +78,19 @@ def _create(admin: KafkaAdminClient, missing: dict[str, int], timeout: float) ->
             raise TopicError(f"creating topic {topic.get('name')!r} failed: error {code} {message}")
 
 
-def _wait_ready(admin: KafkaAdminClient, topics: dict[str, int], existed: set[str], deadline: float) -> None:
+def _wait_ready(
+    admin: KafkaAdminClient,
+    topics: dict[str, int],
+    existed: set[str],
+    deadline: float,
+    any_count: frozenset[str],
+) -> None:
     while True:
         described = {t["name"]: t for t in admin.describe_topics(list(topics))}
-        problems = {name: _problem(described.get(name), n) for name, n in topics.items()}
+        problems = {
+            name: _problem(described.get(name), None if name in any_count and name in existed else n)
+            for name, n in topics.items()
+        }
         problems = {name: p for name, p in problems.items() if p}
         wrong = {name: p for name, p in problems.items() if name in existed and p.startswith("has ")}
         if wrong:
@@ -84,12 +102,12 @@ def _wait_ready(admin: KafkaAdminClient, topics: dict[str, int], existed: set[st
         time.sleep(0.1)
 
 
-def _problem(info: dict[str, Any] | None, partitions: int) -> str:
-    """Why a described topic is not usable yet, or '' when it is."""
+def _problem(info: dict[str, Any] | None, partitions: int | None) -> str:
+    """Why a described topic is not usable yet, or '' when it is (None: any partition count)."""
     if info is None or info.get("error_code", 0) != 0:
         return "not in metadata"
     parts = info.get("partitions") or []
-    if len(parts) != partitions:
+    if not parts or (partitions is not None and len(parts) != partitions):
         return f"has {len(parts)} partitions, not {partitions}"
     leaderless = sorted(p["partition_index"] for p in parts if p.get("leader_id", -1) < 0)
     if leaderless or any(p.get("error_code", 0) != 0 for p in parts):
@@ -98,7 +116,7 @@ def _problem(info: dict[str, Any] | None, partitions: int) -> str:
 
 
 def ensure_topics(settings: Settings) -> None:
-    """Create the events, dead-letter and trigger topics with the configured partitions if missing."""
+    """Create the events, dead-letter and trigger topics if missing."""
     create_topics(
         settings.kafka_bootstrap,
         {
@@ -107,5 +125,17 @@ def ensure_topics(settings: Settings) -> None:
             # one trigger partition per events partition: each has a single writer, its owner
             settings.triggers_topic: settings.partitions,
         },
+        **kafka_python_options(settings),
+    )
+
+
+def ensure_webhook_topics(settings: Settings) -> None:
+    """Create the webhook dead-letter topic if missing (the relay keys its messages by user,
+    so an existing one may have any partition count)."""
+    name = settings.webhook_dlq_topic
+    create_topics(
+        settings.kafka_bootstrap,
+        {name: settings.partitions},
+        any_count={name},
         **kafka_python_options(settings),
     )

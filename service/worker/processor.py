@@ -140,10 +140,15 @@ class PartitionProcessor:
                 fences += 1
                 if fences > 100:
                     raise RuntimeError(f"partition {partition}: fenced 100 times while assigned") from exc
-                log.warning("partition %d: fenced while still assigned (%s); claiming again", partition, exc)
+                log.warning(
+                    "partition %d: fenced while still assigned (%s); claiming again",
+                    partition,
+                    exc,
+                    extra={"partition": partition},
+                )
                 await asyncio.sleep(min(0.05 * fences, 1.0))
             except ConflictError as exc:
-                log.info("partition %d: %s; retrying", partition, exc)
+                log.info("partition %d: %s; retrying", partition, exc, extra={"partition": partition})
             except (RedisError, OSError) as exc:
                 if not passes_with_time(exc):
                     raise
@@ -153,7 +158,13 @@ class PartitionProcessor:
             except (KafkaError, BrokerUnavailable) as exc:
                 delay = backoff_delay(broker_attempts)
                 broker_attempts += 1
-                log.warning("partition %d: broker unavailable (%s); retrying in %.1fs", partition, exc, delay)
+                log.warning(
+                    "partition %d: broker unavailable (%s); retrying in %.1fs",
+                    partition,
+                    exc,
+                    delay,
+                    extra={"partition": partition},
+                )
                 await asyncio.sleep(delay)
         if self.metrics:
             m = self.metrics
@@ -225,6 +236,7 @@ class PartitionProcessor:
                     message.topic,
                     len(message.value),
                     exc,
+                    extra={"partition": partition, "topic": message.topic},
                 )
 
         fresh = cap_channels(intake.fresh, snap.channels, settings.max_channels)

@@ -100,6 +100,17 @@ def test_dev_runs_the_whole_service_and_stops_cleanly(tmp_path: Path) -> None:
             ":lifecycle_payment:ratio",
         ):
             _poll(f"{query}?query={expr}", lambda r: r.json()["data"]["result"], 90)
+        # triggers go out signed through lifecycle webhooks to the demo messaging tool, whose
+        # delivery reports come back through /v1/outcomes: the reminder funnel fills
+        assert re.search(r"webhooks\s+http://127\.0\.0\.1:\d+/metrics", output), output
+
+        def reported(r: httpx.Response) -> bool:
+            recall = {t["type"]: t for t in r.json()["triggers"]}.get("recall")
+            return bool(
+                recall and recall["outcomes"]["message_delivered"] and recall["outcomes"]["message_click"]
+            )
+
+        _poll(f"{api}/triggers/summary", reported, 120)
         # live events keep arriving: the total number of events applied grows
         first = httpx.get(f"{api}/lifecycle", headers=headers).json()["total"]
         _poll(f"{api}/lifecycle", lambda r: r.json()["total"] > first, 60)

@@ -30,6 +30,7 @@ import yaml
 
 from service.cli.exposure import exposure
 from service.cli.main import build_parser
+from service.core.profile import parse_profile
 from service.dev.processes import free_port
 from service.settings import Settings
 from tests.processes import ServiceProcess, wait_for
@@ -196,6 +197,8 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
         ("Service", "lifecycle-api"),
         ("PodDisruptionBudget", "lifecycle-worker"),
         ("PodDisruptionBudget", "lifecycle-api"),
+        ("Deployment", "lifecycle-webhooks"),
+        ("PodDisruptionBudget", "lifecycle-webhooks"),
         ("ConfigMap", "lifecycle-config"),
         ("Secret", "lifecycle-secret"),
     } <= kinds
@@ -203,8 +206,12 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
     secret = next(d for d in docs if d["metadata"]["name"] == "lifecycle-secret")["stringData"]
     assert set(config) | set(secret) <= SETTINGS_ENV
     Settings(**{k.removeprefix("LIFECYCLE_").lower(): v for k, v in {**config, **secret}.items()})
-    routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}}
-    ports = {"api": int(config["LIFECYCLE_API_PORT"]), "worker": int(config["LIFECYCLE_WORKER_PORT"])}
+    routes = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}, "webhooks": {"/metrics"}}
+    ports = {
+        "api": int(config["LIFECYCLE_API_PORT"]),
+        "worker": int(config["LIFECYCLE_WORKER_PORT"]),
+        "webhooks": int(config["LIFECYCLE_WEBHOOK_METRICS_PORT"]),
+    }
     for d in docs:
         if d["kind"] != "Deployment":
             continue
@@ -230,6 +237,23 @@ def test_kubernetes_manifests_are_valid_and_consistent_with_the_code() -> None:
             if x["kind"] == "PodDisruptionBudget" and x["metadata"]["name"] == d["metadata"]["name"]
         )
         assert pdb["spec"]["selector"]["matchLabels"] == selector
+    # the profile is a file from a ConfigMap, mounted in every pod where LIFECYCLE_PROFILE says
+    profile_path = Path(config["LIFECYCLE_PROFILE"])
+    (profile_map,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("lifecycle-profile")
+    ]
+    parse_profile(yaml.safe_load(profile_map["data"][profile_path.name]), source="k8s profile")
+    for d in docs:
+        if d["kind"] == "Deployment":
+            pod = d["spec"]["template"]["spec"]
+            volume = next(
+                v["name"]
+                for v in pod["volumes"]
+                if v.get("configMap", {}).get("name") == profile_map["metadata"]["name"]
+            )
+            (container,) = pod["containers"]
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts[volume] == str(profile_path.parent), d["metadata"]["name"]
     assert int(config["LIFECYCLE_PARTITIONS"]) >= next(
         d["spec"]["replicas"]
         for d in docs

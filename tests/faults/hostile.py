@@ -111,7 +111,8 @@ def bad_event_doc(rng: random.Random, n: int) -> Any:
     elif kind == 4:
         base["event_id"] = MARKER + "e" * _huge(rng, 129, 100_000)
     elif kind == 5:
-        base["type"] = rng.choice(("", "has space", "ünï", "a" * 65, 7, None, "x:y", "t\n"))
+        # any printable name up to 128 characters is a type ("Order Completed"): these are not
+        base["type"] = rng.choice(("", "a" * 129, 7, None, "t\n", "tab\there", "del\x7f", "nul\x00"))
     elif kind == 6:
         base["ts"] = rng.choice(
             (-1, 0, 946_684_799_999, 4_102_444_800_001, 10**15, 1e20, -1e300, 1e300)
@@ -150,7 +151,7 @@ def bad_event_doc(rng: random.Random, n: int) -> Any:
     elif kind == 20:
         base["ts"] = float(rng.choice(("nan", "inf", "-inf")))
     elif kind == 21:
-        base["type"] = "t" * _huge(rng, 65, 300_000)  # a huge string where a short token belongs
+        base["type"] = "t" * _huge(rng, 129, 300_000)  # a huge string where a short name belongs
     elif kind == 22:
         base["properties"] = {MARKER: "x" * 10}  # fine properties, but the user id is empty
         base["user_id"] = ""

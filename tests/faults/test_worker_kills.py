@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.faults.checks import check_state
@@ -52,6 +54,7 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(
 ) -> None:
     users, kills = (10_000, 20) if full() else (1_000, 3)
     stack = fault_stack(broker, redis_url, tmp_path, PARTITIONS)
+    stack.env["LIFECYCLE_LOG_FORMAT"] = "json"  # as the image logs: parsed line by line below
     events = trigger_history(users)
     rng = random.Random(20261123)
     size = -(-len(events) // (kills + 1))
@@ -111,3 +114,18 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     assert audit.clean, audit
     assert recalls == recalls_by_reference(tr)  # the core's recalls, against the reference's entries
     assert all(gen >= 2 for gen in partition_generations(stack).values())  # each restart claimed anew
+    check_json_log(tmp_path / "worker.log", kills)
+
+
+def check_json_log(path: Path, kills: int) -> None:
+    """Every line the worker wrote is one JSON object with the documented fields; only a
+    line cut short by a SIGKILL (at most one per kill) may be incomplete."""
+    lines = path.read_text().splitlines()
+    cut = [line for line in lines if not line.endswith("}")]
+    assert len(cut) <= kills, cut[:5]
+    records = [orjson.loads(line) for line in lines if line.endswith("}")]
+    assert len(records) > 20
+    for record in records:
+        assert {"time", "level", "logger", "message"} <= set(record), record
+        datetime.fromisoformat(record["time"])
+    assert any(r["logger"].startswith("service.") for r in records)

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/lifecycle.yml"
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
-DATASOURCE_UID = yaml.safe_load(
-    (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
-)["datasources"][0]["uid"]
+# panels follow the `datasource` variable; the compose stack's provisioned Prometheus is the
+# default datasource, which the variable resolves to there
+DATASOURCE_UID = "${datasource}"
+PROVISIONED = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
 
 
 def dashboard_exprs() -> list[str]:
@@ -53,12 +54,13 @@ def test_dashboards_are_well_formed_and_generated_from_code() -> None:
         "lifecycle-operations",
         "lifecycle-triggers",
     }
+    assert PROVISIONED["datasources"][0]["isDefault"] is True
     uids = set()
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         assert board["uid"] not in uids
         uids.add(board["uid"])
-        assert [v["name"] for v in board["templating"]["list"]] == ["channel"]
+        assert [v["name"] for v in board["templating"]["list"]] == ["datasource", "channel"]
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
         for panel in board["panels"]:
@@ -139,3 +141,52 @@ def test_every_dashboard_and_rule_query_returns_data(stack: Stack, tmp_path: Pat
         prom.wait(20)
         api.stop()
         worker.stop()
+
+
+def test_worker_down_fires_whatever_the_scrape_job_is_called(tmp_path: Path) -> None:
+    """promtool's rule unit test: a worker scraped under an operator-made job name goes down
+    and the alert fires; an API target (no worker metrics) going down does not fire it."""
+    promtool = shutil.which("promtool")
+    assert promtool
+    worker = 'job="monitoring/lifecycle-worker-0", instance="10.0.0.7:6066"'
+    api = 'job="lifecycle-api", instance="10.0.0.8:8000"'
+    lag = "lifecycle_consumer_lag_messages"
+    moved = "Its partitions move to the other workers after the session timeout."
+    case = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": f"up{{{worker}}}", "values": "1 1 1 0x10"},
+                    {"series": f'{lag}{{{worker}, partition="0"}}', "values": "5 5 5"},
+                    {"series": f"up{{{api}}}", "values": "1 1 1 0x10"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "8m",
+                        "alertname": "LifecycleWorkerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "job": "monitoring/lifecycle-worker-0",
+                                    "instance": "10.0.0.7:6066",
+                                },
+                                "exp_annotations": {
+                                    "summary": "A lifecycle worker is not scraped",
+                                    "description": moved,
+                                    "runbook_url": "docs/operations.md#worker-down",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "worker_down_test.yml"
+    test_file.write_text(json.dumps(case))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -268,7 +268,7 @@ async def test_kafka_with_sasl_and_with_tls(
     worker = stack.worker()
     bridge = None
     try:
-        stack.publish([visit("bad-1", "u-bad", T0) | {"type": "not a type"}])
+        stack.publish([visit("bad-1", "u-bad", T0) | {"type": "not\ta type"}])  # a control character: no type
         letters = _wait_for_messages(s, s.dlq_topic, 1, worker)
         assert dict(letters[0].headers)["x-error-reason"]
         assert _wait_for_messages(s, s.triggers_topic, 1, worker)  # the relay and its tail reader

@@ -996,6 +996,7 @@ def test_a_record_as_json() -> None:
         "orders": 2,
         "revenue": 7.5,
         "event_counts": {"order": 2},
+        "traits": {},
     }
 
 

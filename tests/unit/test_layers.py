@@ -1,7 +1,7 @@
 """The packages of `service/` are layers, and imports only go downward.
 
-`core` is the pure domain; `storage` (Redis) and `kafka` are adapters over it; `worker`
-and `api` are the two processes' edges and never import each other; `cli` starts any of
+`core` is the pure domain; `storage` (Redis) and `kafka` are adapters over it; `worker`,
+`api` and `webhooks` are the processes' edges and never import each other; `cli` starts any of
 them; `dev` is the embedded stack. `stream_topologies` wires the worker to Faust.
 """
 
@@ -23,7 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "worker": {"core", "settings", "storage", "kafka"},
     "api": {"core", "settings", "storage", "kafka"},
     "dev": {"core", "settings", "storage", "kafka"},
-    "cli": {"core", "settings", "storage", "kafka", "worker", "api", "dev", "stream_topologies"},
+    "webhooks": {"core", "settings", "kafka"},
+    "cli": {"core", "settings", "storage", "kafka", "worker", "api", "dev", "webhooks", "stream_topologies"},
     "stream_topologies": {"core", "settings", "storage", "kafka", "worker"},
 }
 # Client libraries the pure core must not touch.

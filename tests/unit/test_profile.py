@@ -423,3 +423,18 @@ def test_any_document_gives_a_profile_or_a_profile_error(changes: list[tuple[tup
     t = profile.thresholds
     assert 0 < t.new_window <= t.silent_after < t.churn_after < t.dead_after
     assert profile.funnel and all(1 <= s.nth <= 1000 for s in profile.funnel)
+
+
+def test_identity_messages_are_not_activity_unless_the_profile_says_so() -> None:
+    from service.core.profile import parse_profile as _parse
+
+    lc = {"new_window": "1d", "silent_after": "2d", "churn_after": "5d", "dead_after": "12d"}
+    base = {"lifecycle": lc, "funnel": [{"name": "registered", "event": "register"}]}
+    every = _parse({"name": "every", **base})
+    assert every.activity_types is None
+    assert every.is_activity("visit") and every.is_activity("video_played")
+    assert not every.is_activity("identify") and not every.is_activity("alias")
+    told = _parse({"name": "told", **base, "non_activity_types": ["alias"]})
+    assert told.is_activity("identify") and not told.is_activity("alias")
+    listed = _parse({"name": "listed", **base, "activity_types": ["visit", "identify"]})
+    assert listed.is_activity("identify")

@@ -63,7 +63,7 @@ BAD_EVENTS: list[dict[str, Any]] = [
     {"event_id": "e1", "type": "visit", "ts": T0},  # no user
     {"event_id": "e1", "user_id": "u", "type": "visit", "ts": T0, "extra": 1},
     {"event_id": "e1", "user_id": "u", "type": "visit", "ts": T0, "channel": "-"},
-    {"event_id": "e1", "user_id": "u", "type": "a visit", "ts": T0},
+    {"event_id": "e1", "user_id": "u", "type": "a\nvisit", "ts": T0},
     {"event_id": "", "user_id": "u", "type": "visit", "ts": T0},
     {"event_id": "e1", "user_id": "u" * 129, "type": "visit", "ts": T0},
     {"event_id": "e1", "user_id": "u", "type": "visit", "ts": "yesterday"},

@@ -24,7 +24,7 @@ def _event_schema(min_ts: int) -> dict[str, Any]:
         "properties": {
             "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
             "user_id": {"type": "string", "minLength": 1, "maxLength": 128},
-            "type": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,64}$"},
+            "type": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\x00-\\x1f\\x7f]+$"},
             "ts": {
                 "oneOf": [
                     {"type": "string", "format": "date-time", "maxLength": 40},
@@ -40,9 +40,12 @@ def _event_schema(min_ts: int) -> dict[str, Any]:
     }
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds `limit` bytes: a chunked upload without a
-    Content-Length is never read into memory past the limit."""
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it exceeds `limit` bytes: refused on a larger Content-Length
+    before any of it is read, and a chunked upload is never read into memory past the limit."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -93,10 +96,7 @@ def collect_routes(settings: Settings, collector: Collector) -> APIRouter:
         Accepts one event or an array (gzip with `Content-Encoding: gzip`). Rejected events
         are listed by index with the reason; the others are accepted regardless.
         """
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.collector_max_bytes:
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
-        body = await _read_bounded(request, settings.collector_max_bytes)
+        body = await read_bounded(request, settings.collector_max_bytes)
         if body is None:
             return JSONResponse({"detail": "request body too large"}, status_code=413)
         try:

@@ -1,0 +1,1 @@
+"""The webhook relay process: trigger CloudEvents from Kafka to an HTTP receiver, signed."""
