@@ -40,7 +40,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def logging_config(log_format: str, level: str | int) -> dict[str, Any]:
-    """A `logging.config.dictConfig` document: one stdout handler in the chosen format."""
+    """A `logging.config.dictConfig` document: one stderr handler in the chosen format
+    (stdout stays for what a command outputs: an audience export, say)."""
     formatter: dict[str, Any] = (
         {"()": f"{__name__}.JsonFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
     )
@@ -52,7 +53,7 @@ def logging_config(log_format: str, level: str | int) -> dict[str, Any]:
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "stream": "ext://sys.stdout",
+                "stream": "ext://sys.stderr",
             }
         },
         "root": {"level": level, "handlers": ["default"]},

@@ -49,3 +49,8 @@ def test_the_configured_handler_writes_one_line_per_record() -> None:
         logging.config.dictConfig(logging_config("text", "INFO"))
     (line,) = stream.getvalue().splitlines()
     assert orjson.loads(line)["message"] == "two\nlines in one record"
+
+
+def test_logs_go_to_stderr_so_a_commands_output_stays_clean() -> None:
+    for log_format in ("text", "json"):
+        assert logging_config(log_format, "INFO")["handlers"]["default"]["stream"] == "ext://sys.stderr"
