@@ -78,14 +78,26 @@ def validate_batch(
         raise CollectorError(400, "no events in the body")
     if len(docs) > max_events:
         raise CollectorError(413, f"{len(docs)} events in one request; at most {max_events}")
+    return sort_events(docs, bounds, keep_bytes=True)
+
+
+def sort_events(
+    docs: list[Any], bounds: TimeBounds, *, keep_bytes: bool
+) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
+    """Each item validated: `(user_id, JSON bytes)` if it is an event, `{index, reason}` if
+    not. An item may be the reason already (a message that maps to no event). `keep_bytes`:
+    forward the document as sent; otherwise the canonical event, encoded again."""
     accepted: list[tuple[str, bytes]] = []
     rejected: list[dict[str, Any]] = []
     for i, item in enumerate(docs):
-        checked = validate_event(item, bounds) if isinstance(item, dict) else "not a JSON object"
+        if isinstance(item, str):
+            checked: Any = item
+        else:
+            checked = validate_event(item, bounds) if isinstance(item, dict) else "not a JSON object"
         if isinstance(checked, str):
             rejected.append({"index": i, "reason": checked})
         else:
-            accepted.append((checked.user_id, orjson.dumps(item)))
+            accepted.append((checked.user_id, orjson.dumps(item if keep_bytes else checked.to_json())))
     return accepted, rejected
 
 

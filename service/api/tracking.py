@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from service.api.collector import CollectorError
-from service.core.events import TimeBounds, validate_event
+from service.api.collector import CollectorError, sort_events
+from service.core.events import TimeBounds
 from service.core.segment import DEFAULT_EVENT_MAP, to_canonical
 
 MAX_WRITE_KEY_LEN = 256
@@ -76,13 +76,5 @@ def map_messages(
         raise CollectorError(400, "no messages in the body")
     if len(messages) > max_events:
         raise CollectorError(413, f"{len(messages)} messages in one request; at most {max_events}")
-    accepted: list[tuple[str, bytes]] = []
-    rejected: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        doc = to_canonical(message, received_ms=received_ms, event_map=event_map)
-        checked = validate_event(doc, bounds) if isinstance(doc, dict) else doc
-        if isinstance(checked, str):
-            rejected.append({"index": i, "reason": checked})
-        else:
-            accepted.append((checked.user_id, orjson.dumps(checked.to_json())))
-    return accepted, rejected
+    docs = [to_canonical(message, received_ms=received_ms, event_map=event_map) for message in messages]
+    return sort_events(docs, bounds, keep_bytes=False)
