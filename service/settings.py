@@ -278,6 +278,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between a worker's heartbeats to its group: a fifth of the session, at least 1."""
+        return max(1.0, self.session_timeout / 5)
+
+    @property
     def dedup_window_s(self) -> int:
         return parse_duration(self.dedup_window) // 1000
 

@@ -56,7 +56,7 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
         stream_buffer_maxsize=max(4096, settings.batch_messages * 2),
         broker_session_timeout=settings.session_timeout,
         broker_rebalance_timeout=settings.session_timeout,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
+        broker_heartbeat_interval=settings.heartbeat_interval,
         consumer_metadata_max_age_ms=int(settings.metadata_max_age * 1000),
         logging_config=None,
         datadir=settings.worker_data_dir,
@@ -81,6 +81,9 @@ def create_app(settings: Settings, redis: AnyRedis | None = None) -> faust.App:
             settings.bootstrap_servers, settings.events_topic, kafka_python_options(settings)
         ),
         partitions=partitions,
+        # A fenced worker that still thinks it owns the partition may have slept through its
+        # session: two heartbeats let its revocation arrive before it claims back.
+        reclaim_hold=2 * settings.heartbeat_interval,
     )
     app.processor = processor  # type: ignore[attr-defined]
     consumer = FaustConsumer(app, settings.events_topic)

@@ -58,6 +58,13 @@ class Claims:
         if self.log_id is not None:
             self.log_id.forget()
 
+    def fenced(self, partition: int, hold: float) -> None:
+        """Another worker claimed it: release, and claim back only after `hold` seconds
+        (`Partition.fenced`), however the next batch or sweep asks."""
+        self.partitions[partition].fenced(hold)
+        if self.log_id is not None:
+            self.log_id.forget()
+
     def revoke(self, partition: int) -> None:
         """Kafka revoked the partition: forget ownership and position until it is assigned again."""
         self.partitions[partition].revoke()
@@ -76,6 +83,7 @@ class Claims:
         """
         for partition in partitions:
             self.release(partition)  # a fresh claim, and a fresh look at the topic id (one lookup)
+            self.partitions[partition].reclaim_at = 0.0  # Kafka's word: no hold on this claim
         starts: dict[int, int] = {}
         for partition in partitions:
             part = self.partitions[partition]

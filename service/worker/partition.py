@@ -10,12 +10,22 @@ positioning. Everything below is that life cycle's state, and nothing else.
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 class Partition:
     """One events partition's claim, position and relay state on this worker."""
 
-    __slots__ = ("gen", "last_offset", "lock", "new_log", "number", "positioned", "relay_synced")
+    __slots__ = (
+        "gen",
+        "last_offset",
+        "lock",
+        "new_log",
+        "number",
+        "positioned",
+        "reclaim_at",
+        "relay_synced",
+    )
 
     def __init__(self, number: int) -> None:
         self.number = number
@@ -25,6 +35,7 @@ class Partition:
         self.new_log = False  # re-based on assignment, and no batch from the new log's offset 0 yet
         self.relay_synced = False  # the relay has read where its predecessor got to
         self.positioned = False  # the consumer starts where Redis says, since the last revocation
+        self.reclaim_at = 0.0  # fenced: no claim outside an assignment before this (monotonic) time
 
     @property
     def claimed(self) -> bool:
@@ -37,10 +48,23 @@ class Partition:
         self.new_log = False
         self.relay_synced = False
 
+    def fenced(self, hold: float) -> None:
+        """Another worker claimed it: forget the claim, and claim back no sooner than `hold`
+        seconds from now. A worker that froze past its session still believes the partition
+        assigned until its next heartbeat; claiming back at once would fence the rightful
+        owner, which would claim again, and the two would trade it until the revocation."""
+        self.release()
+        self.reclaim_at = time.monotonic() + hold
+
+    def may_reclaim(self) -> bool:
+        """True once a fence's hold is over (see `fenced`)."""
+        return time.monotonic() >= self.reclaim_at
+
     def revoke(self) -> None:
         """Kafka took the partition away: no claim, and no position until the next assignment."""
         self.release()
         self.positioned = False
+        self.reclaim_at = 0.0  # the next assignment claims at once: that is Kafka's word
 
 
 class Partitions:

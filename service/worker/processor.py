@@ -66,6 +66,7 @@ class PartitionProcessor:
         is_assigned: Callable[[int], bool] = lambda partition: True,
         log_id: LogIdentity | None = None,
         partitions: Partitions | None = None,
+        reclaim_hold: float = 0.0,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -74,6 +75,7 @@ class PartitionProcessor:
         self.metrics = metrics
         self.wall_clock = wall_clock
         self.is_assigned = is_assigned  # Kafka's word on who owns a partition: the arbiter of fencing
+        self.reclaim_hold = reclaim_hold  # seconds a fenced partition waits before claiming again
         self.outage = Outage(metrics.redis_unavailable if metrics else None)
         self.partitions = partitions if partitions is not None else Partitions()
         self.claims = Claims(store, self.partitions, log_id, metrics)
@@ -129,7 +131,7 @@ class PartitionProcessor:
                 self.outage.recovered()
                 break
             except FencedError as exc:
-                self.release(partition)
+                self.claims.fenced(partition, self.reclaim_hold)
                 if self.metrics:
                     self.metrics.fenced.inc()
                 if not self.is_assigned(partition):
@@ -141,12 +143,14 @@ class PartitionProcessor:
                 if fences > 100:
                     raise RuntimeError(f"partition {partition}: fenced 100 times while assigned") from exc
                 log.warning(
-                    "partition %d: fenced while still assigned (%s); claiming again",
+                    "partition %d: fenced while still assigned (%s); claiming again in %.1fs "
+                    "unless Kafka revokes it meanwhile",
                     partition,
                     exc,
+                    self.reclaim_hold,
                     extra={"partition": partition},
                 )
-                await asyncio.sleep(min(0.05 * fences, 1.0))
+                await asyncio.sleep(max(self.reclaim_hold, min(0.05 * fences, 1.0)))
             except ConflictError as exc:
                 log.info("partition %d: %s; retrying", partition, exc, extra={"partition": partition})
             except (RedisError, OSError) as exc:
@@ -298,8 +302,8 @@ class PartitionProcessor:
         """Count the time-driven transitions of an assigned partition since its last sweep."""
         part = self.partitions[partition]
         async with part.lock:
-            if not part.claimed and not self.is_assigned(partition):
-                return 0  # revoked since the caller listed it: claiming would fence the new owner
+            if not part.claimed and not (self.is_assigned(partition) and part.may_reclaim()):
+                return 0  # revoked since the caller listed it, or fenced: claiming would fence the new owner
             gen = await self._owner_generation(part)
             th = self.profile.thresholds
             try:
@@ -336,7 +340,7 @@ class PartitionProcessor:
                         self.metrics.record_counts(result.counts)
                         self.metrics.record_triggers(result.triggers.fired)
             except FencedError:
-                self.release(partition)
+                self.claims.fenced(partition, self.reclaim_hold)
                 return 0
         if self.metrics:
             self.metrics.batches.labels("sweep").inc()
