@@ -25,6 +25,16 @@ INPUTS = [
         "pluginName": "Prometheus",
     }
 ]
+# What every Grafana dashboard carries: its own annotations and alerts on the time axis.
+BUILTIN_ANNOTATIONS = {
+    "builtIn": 1,
+    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+    "enable": True,
+    "hide": True,
+    "iconColor": "rgba(0, 211, 255, 1)",
+    "name": "Annotations & Alerts",
+    "type": "dashboard",
+}
 CH = 'channel=~"$channel"'
 OUT = Path(__file__).parent / "dashboards"
 
@@ -94,6 +104,7 @@ def dashboard(uid: str, title: str, panels: list[dict[str, Any]]) -> dict[str, A
         "version": 1,
         "refresh": "30s",
         "time": {"from": "now-7d", "to": "now"},
+        "annotations": {"list": [BUILTIN_ANNOTATIONS]},
         "templating": {"list": [datasource_variable(), channel_variable()]},
         "panels": panels,
     }

@@ -35,10 +35,12 @@ def test_every_query_uses_the_datasource_variable() -> None:
         first = variables[0]
         assert first["name"] == "datasource" and first["type"] == "datasource", path.name
         assert first["query"] == "prometheus"
-        refs = datasources({k: v for k, v in board.items() if k != "templating"})
+        refs = datasources({k: v for k, v in board.items() if k not in ("templating", "annotations")})
         refs += datasources(variables[1:])
         assert refs and all(ref == VARIABLE for ref in refs), path.name
         assert "lifecycle-prometheus" not in path.read_text()
+        # the only annotations are Grafana's own (its built-in datasource, in every Grafana)
+        assert datasources(board["annotations"]) == [{"type": "grafana", "uid": "-- Grafana --"}]
 
 
 def test_import_asks_for_a_prometheus_datasource() -> None:
