@@ -3,8 +3,10 @@
 # Multi-stage: the build stage installs the project into a venv from the lock file; the
 # runtime stage is python:slim with that venv, running as an unprivileged user.
 
-# the interpreter CI tests with
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+# The newest 3.11 patch release of the official image (3.11.15, docker-library/python's
+# versions.json of June 2026; its slim variant for Debian 12). CI tests on 3.11.7, the same
+# minor release (the same cp311 wheels).
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
