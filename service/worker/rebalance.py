@@ -43,7 +43,8 @@ class Consumer(Protocol):
         ...
 
     async def commit(self, offsets: dict[int, int]) -> bool:
-        """Commit `partition -> next offset` to the group; False if a rebalance began."""
+        """Commit `partition -> next offset` to the group; False if the group already rebalanced
+        (the consumer then rejoins, and a new assignment follows)."""
         ...
 
     async def seek(self, partition: int, offset: int) -> None: ...
@@ -77,8 +78,8 @@ class Rebalance:
 
         Commits the positions and seeks to them too (an offset of 0 is not sought to by
         a seek-to-committed). Retries while Redis or the broker is away (the flow stays
-        paused, `/readyz` says so), and gives up when a newer rebalance starts: its own
-        call does the work.
+        paused, `/readyz` says so), and gives up when a newer rebalance starts, or already
+        has (`_give_up`): its own call does the work.
         """
         processor, consumer = self.processor, self.consumer
         generation = consumer.generation()
@@ -88,7 +89,8 @@ class Rebalance:
             try:
                 starts = await processor.assigned(partitions)
                 if starts and not await consumer.commit(starts):
-                    raise KafkaError("committing the start offsets failed (a rebalance began)")
+                    self._give_up(partitions)
+                    return
                 for partition, offset in starts.items():
                     await consumer.seek(partition, offset)
                 for partition in starts:
@@ -109,6 +111,18 @@ class Rebalance:
             await asyncio.sleep(delay)
             if consumer.generation() != generation:
                 return
+
+    def _give_up(self, partitions: Iterable[int]) -> None:
+        """The group rebalanced past this assignment (Faust's commit says so only then): the
+        consumer rejoins, and the new assignment's own call positions what it gets. A worker
+        that froze past its session lands here on waking; retrying would claim partitions
+        that are no longer its own again and again, fencing their new owner each time. The
+        claims just made are given back, so nothing of this generation is applied."""
+        for partition in partitions:
+            self.processor.revoke(partition)
+        log.info(
+            "the group rebalanced while these partitions were positioned; the next assignment positions them"
+        )
 
     def revoked(self, partitions: Iterable[int]) -> None:
         for partition in partitions:

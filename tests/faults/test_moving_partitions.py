@@ -92,6 +92,21 @@ class Workers:
         for proc in self.procs.values():
             proc.stop()
 
+    def log_sizes(self) -> dict[Path, int]:
+        return {p: p.stat().st_size for p in self.stack.workdir.glob("worker-*.log")}
+
+    def assignments_since(self, sizes: dict[Path, int]) -> dict[int, int]:
+        """How often each partition was assigned (positioned) since the logs had `sizes`."""
+        counts: dict[int, int] = {}
+        for path in self.stack.workdir.glob("worker-*.log"):
+            with path.open("rb") as f:
+                f.seek(sizes.get(path, 0))
+                text = f.read().decode(errors="replace")
+            for starts in re.findall(r"assigned partitions start at \{([^}]*)\}", text):
+                for partition in re.findall(r"(\d+): -?\d+", starts):
+                    counts[int(partition)] = counts.get(int(partition), 0) + 1
+        return counts
+
     def fenced_batches(self) -> int:
         pattern = re.compile(r"partition \d+: fenced")
         return sum(
@@ -244,6 +259,7 @@ async def test_a_worker_frozen_past_its_session_comes_back_without_claims_ping_p
                 time.sleep(stack.settings.session_timeout * 2.5)  # b takes every partition over
                 publisher.join()
                 at_wake = partition_generations(stack)
+                logs_at_wake = workers.log_sizes()
             finally:
                 os.kill(pid, signal.SIGCONT)
             stack.publish(events[2 * third :])
@@ -261,6 +277,7 @@ async def test_a_worker_frozen_past_its_session_comes_back_without_claims_ping_p
     tr = transitions(events, profile, partition_clocks(events, PARTITIONS))
     state = await check_state(stack, events, tr, duplicates=0)
     claims_after_wake = {p: settled[p] - at_wake.get(p, 0) for p in settled}
+    assignments_after_wake = workers.assignments_since(logs_at_wake)
     report(
         request,
         "frozen-worker",
@@ -268,12 +285,16 @@ async def test_a_worker_frozen_past_its_session_comes_back_without_claims_ping_p
             "broker": broker.kind,
             "frozen_seconds": stack.settings.session_timeout * 2.5,
             "claims_after_wake": claims_after_wake,
+            "assignments_after_wake": assignments_after_wake,
             "fenced_batches_in_logs": workers.fenced_batches(),
             "mismatches": len(state.mismatches),
         },
     )
     assert not state.mismatches, state.mismatches[:20]
     assert not watch.decreases, watch.decreases
-    # Waking up, a may claim back what the next rebalance gives it (once), and b may claim
-    # once what a took on a stale fence before its revocation arrived: no ping-pong.
-    assert all(n <= 3 for n in claims_after_wake.values()), claims_after_wake
+    # Each assignment after the wake claims its partitions once (the group may need several
+    # rebalances to settle). Beyond those, a may claim once on waking, positioning or
+    # applying under its stale assignment, and b may claim back once what that fenced: no
+    # ping-pong, however long a takes to learn of its revocation.
+    extra = {p: n - assignments_after_wake.get(p, 0) for p, n in claims_after_wake.items()}
+    assert all(n <= 2 for n in extra.values()), (claims_after_wake, assignments_after_wake)

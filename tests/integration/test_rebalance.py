@@ -10,6 +10,7 @@ group the worker's app id names; Faust's own consumer goes through the same port
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class AiokafkaConsumer:
         self.topic = topic
         self.partitions = partitions
         self.gen = 1  # what a group rebalance would advance
+        self.group_moved_on = False  # the group rebalanced without us yet: commits fail
 
     def generation(self) -> int:
         return self.gen
@@ -68,6 +70,8 @@ class AiokafkaConsumer:
         return list(self.partitions)
 
     async def commit(self, offsets: dict[int, int]) -> bool:
+        if self.group_moved_on:  # Faust's commit answers False on "already rebalanced"
+            return False
         await self.consumer.commit({TopicPartition(self.topic, p): o for p, o in offsets.items()})
         return True
 
@@ -158,6 +162,29 @@ async def test_an_assignment_commits_and_seeks_each_partition_where_redis_says(s
         assert (await kafka.position(tp0), await kafka.position(tp1)) == (10, 0)
         assert partitions.positioned() == [0, 1]
         assert partitions[0].claimed
+
+
+async def test_an_assignment_the_group_has_moved_past_is_given_up_without_claiming_again(
+    stack: Stack,
+) -> None:
+    """A worker that froze past its session wakes up positioning its old assignment: the
+    claims fence the partitions' new owner, and the commit fails (the group already
+    rebalanced). Retrying would claim them again and again until the rejoin; instead the
+    claims are given back at once, nothing of that generation is applied, and the rejoin's
+    assignment positions the partitions."""
+    async with running(stack) as w:
+        partitions, store = w.processor.partitions, w.processor.store
+        w.consumer.group_moved_on = True
+        await asyncio.wait_for(w.rebalance.assigned(), 10)
+        assert [int((await store.meta(p)).gen or 0) for p in (0, 1)] == [1, 1]  # claimed once
+        assert partitions.positioned() == [] and not partitions[0].claimed
+        await w.agent.batch(consumed(partition_0_messages(stack, "a"), 1))
+        assert (await store.meta(0)).applied_offset == -1  # nothing of the stale generation
+
+        w.consumer.group_moved_on, w.consumer.gen = False, 2  # the rejoin's assignment
+        await w.rebalance.assigned()
+        assert partitions.positioned() == [0, 1]
+        assert [int((await store.meta(p)).gen or 0) for p in (0, 1)] == [2, 2]
 
 
 async def test_messages_taken_before_the_last_rebalance_are_dropped(stack: Stack) -> None:
