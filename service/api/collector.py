@@ -12,7 +12,7 @@ import asyncio
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -81,17 +81,25 @@ def validate_batch(
     return sort_events(docs, bounds, keep_bytes=True)
 
 
+class Rejection(NamedTuple):
+    """Why an item of a request maps to no event, found before validation (a tracking
+    message of no known kind): a type of its own, so a string sent as an item is never
+    taken for a reason."""
+
+    reason: str
+
+
 def sort_events(
     docs: list[Any], bounds: TimeBounds, *, keep_bytes: bool
 ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
     """Each item validated: `(user_id, JSON bytes)` if it is an event, `{index, reason}` if
-    not. An item may be the reason already (a message that maps to no event). `keep_bytes`:
-    forward the document as sent; otherwise the canonical event, encoded again."""
+    not. An item may be a `Rejection` already. `keep_bytes`: forward the document as sent;
+    otherwise the canonical event, encoded again."""
     accepted: list[tuple[str, bytes]] = []
     rejected: list[dict[str, Any]] = []
     for i, item in enumerate(docs):
-        if isinstance(item, str):
-            checked: Any = item
+        if isinstance(item, Rejection):
+            checked: Any = item.reason
         else:
             checked = validate_event(item, bounds) if isinstance(item, dict) else "not a JSON object"
         if isinstance(checked, str):

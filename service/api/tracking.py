@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from service.api.collector import CollectorError, sort_events
+from service.api.collector import CollectorError, Rejection, sort_events
 from service.core.events import TimeBounds
 from service.core.segment import DEFAULT_EVENT_MAP, to_canonical
 
@@ -77,4 +77,4 @@ def map_messages(
     if len(messages) > max_events:
         raise CollectorError(413, f"{len(messages)} messages in one request; at most {max_events}")
     docs = [to_canonical(message, received_ms=received_ms, event_map=event_map) for message in messages]
-    return sort_events(docs, bounds, keep_bytes=False)
+    return sort_events([Rejection(d) if isinstance(d, str) else d for d in docs], bounds, keep_bytes=False)

@@ -235,3 +235,12 @@ def test_request_bodies_decode_or_are_refused_with_a_status(body: bytes, encodin
             assert exc.status in (400, 413, 415) and exc.detail
             continue
         assert len(out) <= 1024
+
+
+def test_a_string_in_the_collectors_array_is_rejected_as_not_an_object_never_echoed() -> None:
+    """A JSON string where an event should be is no event: its reason is the collector's own,
+    never the string that was sent (which would echo input back as a reason, or be blank)."""
+    accepted, rejected = validate_batch(b'["", "drop table", {"x": 1}]', 1000, DEFAULT_BOUNDS)
+    assert accepted == []
+    assert [r["reason"] for r in rejected[:2]] == ["not a JSON object", "not a JSON object"]
+    assert rejected[2]["reason"] and rejected[2]["reason"] != "not a JSON object"
