@@ -62,6 +62,14 @@ export interface TriggerType {
   payment_click_rate: number | null;
   payment_rate: number | null;
   recall_success_rate: number | null;
+  holdout_recall_success_rate: number | null;
+  by_origin?: RecallOrigin[];
+}
+
+/** Recalls by the state the user was recalled from, and the plan that state gets. */
+export interface RecallOrigin extends TriggerType {
+  origin: string;
+  plan: string;
 }
 
 export interface TriggerSummary {

@@ -85,6 +85,18 @@ def trigger_outcome(kind: str, channel: str, group: str, outcome: str) -> str:
     return f"to{SEP}{kind}{SEP}{channel}{SEP}{group}{SEP}{outcome}"
 
 
+def recall(origin: str, channel: str, status: str) -> str:
+    """Recall triggers by the state the user was recalled from (which decides the plan), by
+    what happened to them; a breakdown of `trigger("recall", ...)`."""
+    return f"tgr{SEP}{origin}{SEP}{channel}{SEP}{status}"
+
+
+def recall_outcome(origin: str, channel: str, group: str, outcome: str) -> str:
+    """Outcomes of recalls by the state the user was recalled from; a breakdown of
+    `trigger_outcome("recall", ...)`."""
+    return f"tor{SEP}{origin}{SEP}{channel}{SEP}{group}{SEP}{outcome}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
 
 

@@ -37,7 +37,7 @@ class FiredTrigger(NamedTuple):
     id: str
     kind: str
     at: int  # when it fired
-    flags: int  # holdout, advisor and outcome bits (service.core.triggers)
+    flags: int  # holdout, advisor, outcome and (recalls) origin bits (service.core.triggers)
 
 
 def _as_array(obj: Any) -> Any:

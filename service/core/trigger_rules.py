@@ -25,6 +25,11 @@ class TriggerRulesError(ValueError):
     """A `triggers:` section that cannot be used; the message names the field."""
 
 
+def recall_plan(state: str) -> str:
+    """Silent and churned users get a transaction recall, dead users a login recall."""
+    return "login" if state == "dead" else "transaction"
+
+
 @dataclass(frozen=True, slots=True)
 class RecallRule:
     """Recall for users entering `state`, `delay` after they entered it."""
@@ -35,8 +40,7 @@ class RecallRule:
 
     @property
     def recall(self) -> str:
-        """Silent and churned users get a transaction recall, dead users a login recall."""
-        return "login" if self.state == "dead" else "transaction"
+        return recall_plan(self.state)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any
 from service.core import counters as ctr
 from service.core.indicators import ratio
 from service.core.records import NO_CHANNEL
-from service.core.trigger_rules import KINDS
+from service.core.trigger_rules import KINDS, RECALL_STATES, recall_plan
 from service.core.triggers import OUTCOMES, STATUSES
 
 
@@ -49,26 +49,51 @@ def trigger_summary(totals: Mapping[str, float], channel: str | None = None) -> 
     """Per trigger type (and per channel within it): statuses, outcomes, rates and uplift."""
     status: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     outcome: dict[tuple[str, str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    # recalls by the state they recalled the user from: kept apart as "recall:<state>"
     for name, value in totals.items():
-        if name.startswith("tg|"):
-            _, kind, ch, what = ctr.split(name)
-            status[kind, ch][what] += value
-        elif name.startswith("to|"):
-            _, kind, ch, group, what = ctr.split(name)
-            outcome[kind, ch, group][what] += value
-    wanted = None if channel is None else channel
+        if name.startswith(("tg|", "tgr|")):
+            head, kind, ch, what = ctr.split(name)
+            status[kind if head == "tg" else f"recall:{kind}", ch][what] += value
+        elif name.startswith(("to|", "tor|")):
+            head, kind, ch, group, what = ctr.split(name)
+            outcome[kind if head == "to" else f"recall:{kind}", ch, group][what] += value
     out = []
     for kind in KINDS:
-        channels = sorted({ch for k, ch in status if k == kind} | {ch for k, ch, _ in outcome if k == kind})
-        if wanted is not None:
-            channels = [ch for ch in channels if ch == wanted]
-        per_channel = []
-        sums: list[dict[str, float]] = [defaultdict(float), defaultdict(float), defaultdict(float)]
-        for ch in channels:
-            parts = (status[kind, ch], outcome[kind, ch, "treated"], outcome[kind, ch, "holdout"])
-            for total, part in zip(sums, parts, strict=True):
-                for key, value in part.items():
-                    total[key] += value
-            per_channel.append({"channel": None if ch == NO_CHANNEL else ch, **_block(*parts)})
-        out.append({"type": kind, **_block(*sums), "by_channel": per_channel})
+        block = _kind(kind, status, outcome, channel)
+        if kind == "recall":
+            block["by_origin"] = [
+                {
+                    "origin": state,
+                    "plan": recall_plan(state),
+                    **_kind(f"recall:{state}", status, outcome, channel),
+                }
+                for state in RECALL_STATES
+            ]
+        out.append(block)
     return {"triggers": out}
+
+
+def _kind(
+    kind: str,
+    status: Mapping[tuple[str, str], Mapping[str, float]],
+    outcome: Mapping[tuple[str, str, str], Mapping[str, float]],
+    wanted: str | None,
+) -> dict[str, Any]:
+    """One trigger type's block: its totals, then per channel."""
+    empty: Mapping[str, float] = {}
+    channels = sorted({ch for k, ch in status if k == kind} | {ch for k, ch, _ in outcome if k == kind})
+    if wanted is not None:
+        channels = [ch for ch in channels if ch == wanted]
+    per_channel = []
+    sums: list[dict[str, float]] = [defaultdict(float), defaultdict(float), defaultdict(float)]
+    for ch in channels:
+        parts = (
+            status.get((kind, ch), empty),
+            outcome.get((kind, ch, "treated"), empty),
+            outcome.get((kind, ch, "holdout"), empty),
+        )
+        for total, part in zip(sums, parts, strict=True):
+            for key, value in part.items():
+                total[key] += value
+        per_channel.append({"channel": None if ch == NO_CHANNEL else ch, **_block(*parts)})
+    return {"type": kind.partition(":")[0], **_block(*sums), "by_channel": per_channel}

@@ -29,7 +29,7 @@ from service.core.events import Event, parse_ts
 from service.core.lifecycle import idle_after
 from service.core.profile import Profile
 from service.core.records import FiredTrigger, PendingTrigger, UserRecord
-from service.core.trigger_rules import QuietHours, TriggerRules
+from service.core.trigger_rules import RECALL_STATES, QuietHours, TriggerRules
 
 RECENT_KEPT = 8  # fired triggers kept per user (until the user's next event after their
 # attribution window), for attribution and GET /users/{id}/triggers
@@ -47,6 +47,19 @@ OUTCOME_BITS = {
 }
 OUTCOMES = tuple(OUTCOME_BITS)
 STATUSES = ("sent", "held_out", "capped", "suppressed", "cancelled", "deferred")
+# A fired recall keeps the state it recalled the user from in two more flag bits, so its
+# outcomes are counted by origin too (0: none, a trigger of another kind or fired before).
+ORIGIN_SHIFT = 8
+ORIGINS = ("", *RECALL_STATES)
+
+
+def origin_bits(origin: str) -> int:
+    return ORIGINS.index(origin) << ORIGIN_SHIFT if origin in ORIGINS else 0
+
+
+def origin_of(flags: int) -> str:
+    """The state a fired recall recalled the user from; "" for other triggers."""
+    return ORIGINS[flags >> ORIGIN_SHIFT & 3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,31 +183,36 @@ def _decide(
     at, tid, kind, cause, extra = entry
     channel = rec.channel
     counts = log.counts
+    origin = str(extra.get("state", "")) if kind == "recall" else ""
+
+    def count(status: str) -> None:
+        counts[ctr.trigger(kind, channel, status)] += 1
+        if origin:
+            counts[ctr.recall(origin, channel, status)] += 1
+
     if _suppressed(rec, kind, cause, extra):
-        counts[
-            ctr.trigger(kind, channel, "cancelled" if kind in ("renewal", "expiry") else "suppressed")
-        ] += 1
+        count("cancelled" if kind in ("renewal", "expiry") else "suppressed")
         return None
     if rules.quiet is not None:
         resume = quiet_end(at, rules.quiet)
         if resume is not None:
             first_due = extra.get("due", at)
             deferred = {**extra, "due": first_due, "deferred": True}
-            counts[ctr.trigger(kind, channel, "deferred")] += 1
+            count("deferred")
             return PendingTrigger(resume, tid, kind, cause, deferred)
     if rules.cap_max is not None:
         rec.sent = [t for t in rec.sent if t > at - rules.cap_window]
         if len(rec.sent) >= rules.cap_max:
-            counts[ctr.trigger(kind, channel, "capped")] += 1
+            count("capped")
             return None
         rec.sent.append(at)
     holdout = in_holdout(uid, rules.holdout_percent)
     threshold = rules.advisor_revenue if rules.advisor_revenue is not None else profile.rfm.monetary
     advisor = rec.revenue >= threshold
-    flags = (HOLDOUT if holdout else 0) | (ADVISOR if advisor else 0)
+    flags = (HOLDOUT if holdout else 0) | (ADVISOR if advisor else 0) | origin_bits(origin)
     rec.recent.append(FiredTrigger(tid, kind, at, flags))
     del rec.recent[:-RECENT_KEPT]
-    counts[ctr.trigger(kind, channel, "held_out" if holdout else "sent")] += 1
+    count("held_out" if holdout else "sent")
     data = {k: v for k, v in extra.items() if k not in ("tier", "deferred", "due")}
     log.fired.append(
         Fired(
@@ -317,9 +335,12 @@ def attribute(
             continue
         rec.recent[i] = FiredTrigger(tid, kind, at, flags | new)
         group = "holdout" if flags & HOLDOUT else "treated"
+        origin = origin_of(flags)
         for name, bit in OUTCOME_BITS.items():
             if new & bit:
                 counts[ctr.trigger_outcome(kind, rec.channel, group, name)] += 1
+                if origin:
+                    counts[ctr.recall_outcome(origin, rec.channel, group, name)] += 1
 
 
 def next_due(rec: UserRecord) -> int | None:
@@ -349,6 +370,7 @@ def describe(rec: UserRecord) -> dict[str, Any]:
                 "holdout": bool(flags & HOLDOUT),
                 "advisor": bool(flags & ADVISOR),
                 "outcomes": outcomes,
+                **({"origin": origin_of(flags)} if origin_of(flags) else {}),
             }
         )
     return {"scheduled": scheduled, "fired": fired}

@@ -17,7 +17,7 @@ from service.core import counters as ctr
 from service.core.gaps import BOUNDS_MS
 from service.core.labels import PREFIX, ChannelLabels
 from service.core.records import NO_CHANNEL
-from service.core.trigger_rules import KINDS
+from service.core.trigger_rules import KINDS, RECALL_STATES, recall_plan
 from service.core.triggers import STATUSES, Fired
 
 OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed", "undeliverable")
@@ -149,6 +149,20 @@ class WorkerMetrics:
             ["type", "outcome", "group", "channel"],
             **kw,  # type: ignore[arg-type]
         )
+        self.recalls = Counter(
+            f"{PREFIX}_recall_triggers_total",
+            "Recall triggers by the state the user was recalled from (origin) and its plan "
+            "(transaction for silent and churned, login for dead), by what happened to them.",
+            ["origin", "plan", "status", "channel"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.recall_outcomes = Counter(
+            f"{PREFIX}_recall_outcomes_total",
+            "Outcomes attributed to recalls by origin state and plan, treated or holdout; "
+            "outcome=returned is recall success.",
+            ["origin", "plan", "outcome", "group", "channel"],
+            **kw,  # type: ignore[arg-type]
+        )
         self.advisor_triggers = Counter(
             f"{PREFIX}_triggers_advisor_total",
             "Fired triggers flagged for the advisor channel (high-value users).",
@@ -174,6 +188,9 @@ class WorkerMetrics:
             for status in STATUSES:
                 self.triggers.labels(kind, status, self.channel(NO_CHANNEL))
             self.advisor_triggers.labels(kind)
+        for origin in RECALL_STATES:
+            for status in STATUSES:
+                self.recalls.labels(origin, recall_plan(origin), status, self.channel(NO_CHANNEL))
 
     def record_triggers(self, fired: Sequence[Fired]) -> None:
         for f in fired:
@@ -214,5 +231,12 @@ class WorkerMetrics:
                 self.triggers.labels(parts[1], parts[3], self.channel(parts[2])).inc(delta)
             elif parts[0] == "to":
                 self.trigger_outcomes.labels(parts[1], parts[4], parts[3], self.channel(parts[2])).inc(delta)
+            elif parts[0] == "tgr":
+                plan = recall_plan(parts[1])
+                self.recalls.labels(parts[1], plan, parts[3], self.channel(parts[2])).inc(delta)
+            elif parts[0] == "tor":
+                origin, channel = parts[1], self.channel(parts[2])
+                plan = recall_plan(origin)
+                self.recall_outcomes.labels(origin, plan, parts[4], parts[3], channel).inc(delta)
             elif parts[0] == "orders":
                 self.orders.labels(self.channel(parts[1])).inc(delta)

@@ -267,8 +267,24 @@ async def test_triggers_fire_once_at_their_event_time_and_reach_downstream_once(
         assert by_type["renewal"]["cancelled"] == 1 and by_type["expiry"]["cancelled"] == 1
         assert by_type["onboarding"]["suppressed"] == 1
         assert by_type["renewal"]["capped"] + by_type["expiry"]["capped"] + by_type["recall"]["capped"] == 2
+        # recalls by the state recalled from: their plan, and statuses adding up to the recalls'
+        by_origin = {o["origin"]: o for o in by_type["recall"]["by_origin"]}
+        assert {o: b["plan"] for o, b in by_origin.items()} == {
+            "silent": "transaction",
+            "churned": "transaction",
+            "dead": "login",
+        }
+        recalls_by_state: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for f in want:
+            if f.kind == "recall":
+                recalls_by_state[f.data["state"]][f.holdout] += 1
+        for state, block in by_origin.items():
+            assert [block["sent"], block["held_out"]] == recalls_by_state.get(state, [0, 0]), state
+        for status in ("sent", "held_out", "capped", "suppressed", "deferred"):
+            assert sum(b[status] for b in by_origin.values()) == by_type["recall"][status], status
         group = "holdout_outcomes" if in_holdout("x1", 10) else "outcomes"
         assert by_type["recall"][group]["returned"] >= 1
+        assert by_origin["silent"][group]["returned"] >= 1  # x1 came back after its silent recall
         if group == "outcomes":
             assert by_type["recall"]["outcomes"]["message_click"] == 1
             assert by_type["recall"]["click_through_rate"] == 1.0

@@ -23,6 +23,7 @@ from service.core.events import Event
 from service.core.profile import Profile, ProfileError, parse_profile
 from service.core.records import FiredTrigger, PendingTrigger, UserRecord
 from service.core.trigger_rules import QuietHours
+from service.core.trigger_summary import trigger_summary
 from service.core.triggers import Fired, describe, in_holdout, quiet_end, recall_offsets, trigger_id
 from tests.unit.test_batch import DAY, FUNNEL, HOUR, LIFECYCLE, T0, Store, histories, in_batches
 
@@ -291,6 +292,58 @@ def test_outcomes_are_attributed_once_within_the_window() -> None:
     ]
 
 
+def test_recalls_and_their_outcomes_are_counted_by_the_state_recalled_from() -> None:
+    """Silent and churned users get a transaction recall, dead users a login recall: each is
+    counted under its origin state, and a return within the window is that origin's success."""
+    p = profile(attribution_window="1d")
+    run = Run(p).events(ev("a", "u", T0)).until(T0 + 12 * DAY)
+    fired = describe(run.store.records["u"])["fired"]
+    assert [f["origin"] for f in fired] == ["silent", "churned", "dead"]
+    run.events(ev("b", "u", T0 + 12 * DAY + HOUR))  # back an hour after the login recall
+    recalls = {k: n for k, n in run.store.counts.items() if k.startswith(("tgr|", "tor|"))}
+    assert recalls == {
+        "tgr|silent|-|sent": 1,
+        "tgr|churned|-|sent": 1,
+        "tgr|dead|-|sent": 1,
+        "tor|dead|-|treated|returned": 1,
+    }
+    assert run.count("recall", "sent") == 3  # the plain counters stay the sum over origins
+    summary = trigger_summary(run.store.counts)["triggers"]
+    (recall,) = [t for t in summary if t["type"] == "recall"]
+    by_origin = {o["origin"]: o for o in recall["by_origin"]}
+    assert {o: (b["plan"], b["sent"], b["outcomes"]["returned"]) for o, b in by_origin.items()} == {
+        "silent": ("transaction", 1, 0),
+        "churned": ("transaction", 1, 0),
+        "dead": ("login", 1, 1),
+    }
+    assert by_origin["dead"]["recall_success_rate"] == 1.0
+    assert by_origin["silent"]["recall_success_rate"] == 0.0
+
+
+def test_recall_success_by_origin_compares_treated_with_the_holdout() -> None:
+    p = profile(attribution_window="2d", holdout_percent=50, recall={"churned": False, "dead": False})
+    run = Run(p)
+    for i in range(40):
+        run.events(ev(f"a{i}", f"u{i}", T0))
+    run.until(T0 + 2 * DAY + HOUR)
+    run.events(*(ev(f"b{i}", f"u{i}", T0 + 3 * DAY) for i in range(0, 40, 2)))  # half come back
+    held = {f.user_id for f in run.store.fired if f.holdout}
+    assert 0 < len(held) < 40
+    summary = trigger_summary(run.store.counts)["triggers"]
+    (recall,) = [t for t in summary if t["type"] == "recall"]
+    silent = next(o for o in recall["by_origin"] if o["origin"] == "silent")
+    back = {f"u{i}" for i in range(0, 40, 2)}
+    assert silent["sent"] == 40 - len(held) and silent["held_out"] == len(held)
+    assert silent["outcomes"]["returned"] == len(back - held)
+    assert silent["holdout_outcomes"]["returned"] == len(back & held)
+    assert silent["uplift"]["recall_success"] == pytest.approx(
+        len(back - held) / (40 - len(held)) - len(back & held) / len(held)
+    )
+    assert {k: v for k, v in silent.items() if k not in ("origin", "plan", "by_channel")} == {
+        k: v for k, v in recall.items() if k not in ("by_origin", "by_channel")
+    }  # the only recalls here are from silent: the origin's block is the whole
+
+
 def test_activity_after_the_window_is_not_attributed() -> None:
     p = profile(attribution_window="1d", recall={"churned": False, "dead": False})
     run = Run(p).events(ev("a", "u", T0)).until(T0 + 2 * DAY)
@@ -414,8 +467,16 @@ def test_batch_cuts_and_sweeps_never_change_what_fires(
     many = run_all(events, cuts, sweep_after, final, tail)
     assert sorted(many.fired, key=repr) == sorted(one.fired, key=repr)
     assert many.records == one.records
-    tg = {k: n for k, n in one.counts.items() if k.startswith(("tg|", "to|")) and n}
-    assert {k: n for k, n in many.counts.items() if k.startswith(("tg|", "to|")) and n} == tg
+    kinds = ("tg|", "to|", "tgr|", "tor|")
+    tg = {k: n for k, n in one.counts.items() if k.startswith(kinds) and n}
+    assert {k: n for k, n in many.counts.items() if k.startswith(kinds) and n} == tg
+    # recalls by origin add up to the recall counters, status by status and outcome by outcome
+    by_origin: Counter[str] = Counter()
+    for k, n in tg.items():
+        if k.startswith(("tgr|", "tor|")):
+            head, _origin, *rest = k.split("|")
+            by_origin["|".join([head[:2], "recall", *rest])] += n
+    assert by_origin == Counter({k: n for k, n in tg.items() if k.startswith(("tg|recall|", "to|recall|"))})
     ids = [f.id for f in one.fired]
     assert len(ids) == len(set(ids))  # a trigger fires once
     for run in (one, many):  # each user's triggers are decided in time order, deferrals included
