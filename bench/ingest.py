@@ -5,6 +5,7 @@ pre-load N synthetic events once as one-event messages and once as envelopes, th
 measure, one process each:
 
 - `limit`: aiokafka `getmany` + orjson decode of the one-event topic, no processing;
+- `replay_publish`: `lifecycle replay` of the same events from a JSON Lines file;
 - `faust_floor`, `naive_faust`, `quix`: the peers in `bench/peers/` on the one-event topic;
 - `ours_envelopes` / `ours_single`: one `lifecycle worker` until every event is
   committed to Redis (timed from its first commit to its last), with CPU s per million
@@ -17,7 +18,8 @@ measure, one process each:
 - memory and sweep at 1,000,000 users (`bench.population`).
 
 The machine is shared and noisy: compare the ratios within one run, not absolute figures
-across runs. A worker phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900).
+across runs. A phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900): it is recorded with
+the rate it had reached and listed under `timed_out`, and the run goes on.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ import asyncio
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -77,6 +82,41 @@ def _applied(client: redis.Redis, prefix: str, partitions: int) -> int:
     for k in all_partitions(prefix, partitions):
         pipe.hmget(k.counters, ["applied", "unknown_user_events", "duplicates"])
     return sum(int(v) for reply in pipe.execute() for v in reply if v is not None)
+
+
+def phase_timeout() -> float:
+    """Seconds a phase may run (`BENCH_PHASE_TIMEOUT`, default 900)."""
+    return float(os.environ.get("BENCH_PHASE_TIMEOUT", "900"))
+
+
+class PhaseTimedOut(Exception):
+    """A phase ran past `BENCH_PHASE_TIMEOUT`: the rate it had reached (0 if unknown)."""
+
+    def __init__(self, reached: float) -> None:
+        super().__init__(f"timed out at {reached:,.0f} ev/s")
+        self.reached = reached
+
+
+class Phases:
+    """Runs the phases, recording one that times out with the rate it reached, so the run
+    goes on and the results say which phases timed out."""
+
+    def __init__(self) -> None:
+        self.timed_out: list[str] = []
+
+    def rate(self, name: str, measure: Callable[[], float]) -> float:
+        try:
+            return measure()
+        except PhaseTimedOut as exc:
+            self.timed_out.append(name)
+            return exc.reached
+
+    def details(self, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return measure()
+        except PhaseTimedOut as exc:
+            self.timed_out.append(name)
+            return {"events_per_s": round(exc.reached), "cpu_s_per_million": None, "peak_rss_mb": None}
 
 
 def _env(
@@ -156,11 +196,15 @@ def measure_worker(
     client = redis.Redis.from_url(redis_url)
     try:
         first: tuple[float, int, float] | None = None
-        deadline = time.monotonic() + float(os.environ.get("BENCH_PHASE_TIMEOUT", "900"))
+        deadline = time.monotonic() + phase_timeout()
         done = 0
         while done < total:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise SystemExit(f"a process stopped or timed out at {done}/{total}; see {log}.*")
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a process stopped at {done}/{total}; see {log}.*")
+            if time.monotonic() > deadline:
+                reached = 0.0 if first is None else (done - first[1]) / (time.perf_counter() - first[0])
+                tqdm.write(f"{prefix}: timed out at {done}/{total} events; see {log}.*", file=sys.stderr)
+                raise PhaseTimedOut(reached)
             done = _applied(client, prefix, partitions)
             if first is None and done > 0:
                 first = (time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs))
@@ -182,19 +226,43 @@ def measure_worker(
         client.close()
 
 
-def measure_peer(module: str, python: str, env: dict[str, str], log: Path, timeout: float = 900) -> float:
+def measure_replay(env: dict[str, str], events: list[dict[str, Any]], work: Path) -> float:
+    """Events/s `lifecycle replay` publishes from a JSON Lines file (read, validated, sent as
+    envelopes, acknowledged), as the command itself reports it."""
+    path = work / "replay.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "service.cli", "replay", str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=phase_timeout(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PhaseTimedOut(0.0) from exc
+    found = re.search(r"\(([\d,]+) ev/s", result.stdout)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"lifecycle replay failed ({result.returncode}): {result.stdout}{result.stderr}")
+    return float(found.group(1).replace(",", ""))
+
+
+def measure_peer(module: str, python: str, env: dict[str, str], log: Path) -> float:
     """Events/s a peer app (bench/peers) reports once it has seen every event."""
     args = [python, "-m", module] + (["worker", "-l", "warn", "--without-web"] if "faust" in module else [])
     result = log.with_suffix(".json")
     with open(log, "wb") as out:
-        proc = subprocess.run(
-            args,
-            env={**os.environ, **env, "PEER_RESULT": str(result)},
-            stdout=out,
-            stderr=out,
-            timeout=timeout,
-            cwd=ROOT,
-        )
+        try:
+            proc = subprocess.run(
+                args,
+                env={**os.environ, **env, "PEER_RESULT": str(result)},
+                stdout=out,
+                stderr=out,
+                timeout=phase_timeout(),
+                cwd=ROOT,
+            )
+        except subprocess.TimeoutExpired as exc:  # a peer reports only once done: no rate to give
+            raise PhaseTimedOut(0.0) from exc
     if not result.exists():
         raise SystemExit(f"{module} reported nothing (exit {proc.returncode}); see {log}")
     return float(json.loads(result.read_text())["events_per_s"])
@@ -278,7 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
-    phases = tqdm(total=13, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+    phases = tqdm(total=14, desc="benchmark", unit="phase", position=0, file=sys.stderr)
 
     def done(name: str, text: str) -> None:
         phases.set_postfix_str(f"{name}: {text}")
@@ -297,7 +365,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         total = len(events)
         topics = {
-            name: n_parts for name in ("single", "env", "bridged", "bridge_only", "collected", "latency")
+            name: n_parts
+            for name in ("single", "env", "bridged", "bridge_only", "collected", "latency", "replayed")
         }
         create_topics(bs, {**topics, **{f"{t}.dlq": n_parts for t in topics}})
         for topic, single in (("single", True), ("env", False)):
@@ -308,8 +377,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         done("pre-load", f"{total} events twice ({args.users} users, {n_parts} partitions)")
         rates: dict[str, Any] = {}
         details: dict[str, Any] = {}
+        run_phases = Phases()
         rates["limit"] = round(measure_limit(bs, "single", total))
         done("limit", f"{rates['limit']:,} ev/s")
+        replay_env = _env(bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01")
+        rates["replay_publish"] = round(
+            run_phases.rate("replay_publish", lambda: measure_replay(replay_env, events, work))
+        )
+        done("replay", f"{rates['replay_publish']:,} ev/s published by lifecycle replay from JSON Lines")
         peer_env = {
             "PEER_BOOTSTRAP": bs,
             "PEER_TOPIC": "single",
@@ -317,27 +392,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "PEER_REDIS": rds.url,
         }
         rates["faust_floor"] = round(
-            measure_peer(
-                "bench.peers.faust_floor",
-                sys.executable,
-                {**peer_env, "PEER_GROUP": "floor"},
-                work / "floor.log",
+            run_phases.rate(
+                "faust_floor",
+                lambda: measure_peer(
+                    "bench.peers.faust_floor",
+                    sys.executable,
+                    {**peer_env, "PEER_GROUP": "floor"},
+                    work / "floor.log",
+                ),
             )
         )
         done("faust_floor", f"{rates['faust_floor']:,} ev/s")
         rates["naive_faust"] = round(
-            measure_peer(
-                "bench.peers.naive_faust",
-                sys.executable,
-                {**peer_env, "PEER_GROUP": "naive"},
-                work / "naive.log",
+            run_phases.rate(
+                "naive_faust",
+                lambda: measure_peer(
+                    "bench.peers.naive_faust",
+                    sys.executable,
+                    {**peer_env, "PEER_GROUP": "naive"},
+                    work / "naive.log",
+                ),
             )
         )
         done("naive_faust", f"{rates['naive_faust']:,} ev/s")
         if args.quix:
             quix_env = {**peer_env, "PEER_GROUP": "quix", "PEER_STATE_DIR": str(work / "quix-state")}
+            python = quix_python()
             rates["quix"] = round(
-                measure_peer("bench.peers.quix_app", quix_python(), quix_env, work / "quix.log")
+                run_phases.rate(
+                    "quix", lambda: measure_peer("bench.peers.quix_app", python, quix_env, work / "quix.log")
+                )
             )
             done("quix", f"{rates['quix']:,} ev/s")
         else:
@@ -348,8 +432,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("ours_bridge", "bridged", "single"),
         ):
             env = _env(bs, rds.url, topic, n_parts, name)
-            details[name] = measure_worker(
-                env, rds.url, name, n_parts, total, work / name, bridge_from=bridge_from
+            details[name] = run_phases.details(
+                name,
+                partial(
+                    measure_worker, env, rds.url, name, n_parts, total, work / name, bridge_from=bridge_from
+                ),
             )
             rates[name] = details[name]["events_per_s"]
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
@@ -363,7 +450,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         details["bridge_alone"] = round(measure_bridge(bridge_settings, "single", total))
         done("bridge", f"{details['bridge_alone']:,} ev/s alone, one-event topic to envelopes, acknowledged")
         env = _env(bs, rds.url, "env", n_parts, "scale2")
-        two = measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2)
+        two = run_phases.details(
+            "scale_2_workers",
+            lambda: measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2),
+        )
         done("scale", f"2 workers {two['events_per_s']:,} ev/s vs 1: {rates['ours_envelopes']:,}")
         api_port = free_port()
         lat_env = _env(
@@ -377,7 +467,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         latency = measure_latency(
             lat_env, bs, "latency", n_parts, rds.url, "latency", api_port, events,
-            rate=rates["ours_envelopes"] / 2, seconds=args.latency_seconds, log=work / "latency",
+            rate=max(rates["ours_envelopes"], 1_000) / 2, seconds=args.latency_seconds, log=work / "latency",
         )  # fmt: skip
         done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
         port = free_port()
@@ -421,6 +511,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "users": args.users,
         "partitions": n_parts,
         "rates": rates,
+        "timed_out": run_phases.timed_out,
         "ratios_to_limit": {k: round(v / rates["limit"], 3) for k, v in rates.items() if k != "limit"},
         "cpu_s_per_million": {k: v["cpu_s_per_million"] for k, v in details.items() if isinstance(v, dict)},
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in details.items() if isinstance(v, dict)},
@@ -438,7 +529,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sweep_changes": population["sweep_changes"],
         "scale_2_workers": {
             "events_per_s": two["events_per_s"],
-            "ratio_to_1_worker": round(two["events_per_s"] / rates["ours_envelopes"], 2),
+            "ratio_to_1_worker": round(two["events_per_s"] / max(rates["ours_envelopes"], 1), 2),
             "cpu_s_per_million": two["cpu_s_per_million"],
         },
         "collector_batches_of_100": details["collector_batches_of_100"],
@@ -449,8 +540,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     r = result["rates"]
     rows = [f"{'phase':<16} {'events/s':>10} {'x limit':>8}"]
+    late = set(result.get("timed_out", []))
     for name, value in r.items():
-        rows.append(f"{name:<16} {value:>10,} {value / r['limit']:>8.3f}")
+        note = "  timed out (the rate it had reached)" if name in late else ""
+        rows.append(f"{name:<16} {value:>10,} {value / r['limit']:>8.3f}{note}")
     lat = result["latency_ms"]
     rows += [
         f"latency at {lat['offered_events_per_s']:,} ev/s: "
