@@ -10,6 +10,9 @@ measure, one process each:
 - `ours_envelopes` / `ours_single`: one `lifecycle worker` until every event is
   committed to Redis (timed from its first commit to its last), with CPU s per million
   events and peak RSS; `ours_bridge`: the bridge and one worker, end to end;
+- `ours_backfill` (and `quix_backfill`): a log shaped like a real order history
+  (`bench.order_history`: nearly every event of a batch another user's, months apart, the
+  event clock crossing every threshold), replayed in `event` clock mode until committed;
 - `bridge`: the bridge alone re-publishing the one-event topic as envelopes, acknowledged;
 - `scale`: two workers on the envelope topic;
 - `latency`: produce to committed and to visible in the API at half of `ours_envelopes`;
@@ -47,6 +50,7 @@ from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
 
 from bench.latency import measure_latency
+from bench.order_history import order_history
 from bench.population import memory_and_sweep
 from service.core.profile import load_profile
 from service.dev.generator import generate
@@ -346,7 +350,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
-    phases = tqdm(total=14, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+    phases = tqdm(total=16, desc="benchmark", unit="phase", position=0, file=sys.stderr)
 
     def done(name: str, text: str) -> None:
         phases.set_postfix_str(f"{name}: {text}")
@@ -366,15 +370,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total = len(events)
         topics = {
             name: n_parts
-            for name in ("single", "env", "bridged", "bridge_only", "collected", "latency", "replayed")
+            for name in (
+                "single",
+                "env",
+                "bridged",
+                "bridge_only",
+                "collected",
+                "latency",
+                "replayed",
+                "backfill",
+                "backfill_single",
+            )
         }
         create_topics(bs, {**topics, **{f"{t}.dlq": n_parts for t in topics}})
-        for topic, single in (("single", True), ("env", False)):
+        backfill = list(order_history(events=total, start_ms=START_MS, seed=5))
+        loads = [("single", True, events), ("env", False, events), ("backfill", False, backfill)]
+        if args.quix:
+            loads.append(("backfill_single", True, backfill))
+        for topic, single, log in loads:
             pub = EventPublisher(bs, topic, n_parts, envelope_size=200, single=single)
-            pub.publish(tqdm(events, desc=f"pre-load {topic}", unit="ev", leave=False, file=sys.stderr))
+            pub.publish(tqdm(log, desc=f"pre-load {topic}", unit="ev", leave=False, file=sys.stderr))
             pub.flush()
             pub.close()
-        done("pre-load", f"{total} events twice ({args.users} users, {n_parts} partitions)")
+        done(
+            "pre-load",
+            f"{total} events twice ({args.users} users, {n_parts} partitions); an order history of "
+            f"{len(backfill)} events ({len({e['user_id'] for e in backfill})} users)",
+        )
         rates: dict[str, Any] = {}
         details: dict[str, Any] = {}
         run_phases = Phases()
@@ -424,6 +446,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             done("quix", f"{rates['quix']:,} ev/s")
+            backfill_env = {**quix_env, "PEER_TOPIC": "backfill_single", "PEER_TOTAL": str(len(backfill))}
+            backfill_env |= {"PEER_GROUP": "quix-backfill", "PEER_STATE_DIR": str(work / "quix-backfill")}
+            rates["quix_backfill"] = round(
+                run_phases.rate(
+                    "quix_backfill",
+                    lambda: measure_peer("bench.peers.quix_app", python, backfill_env, work / "quixb.log"),
+                )
+            )
+            done("quix_backfill", f"{rates['quix_backfill']:,} ev/s on the order history")
         else:
             done("quix", "skipped (--no-quix)")
         for name, topic, bridge_from in (
@@ -440,6 +471,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             rates[name] = details[name]["events_per_s"]
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
+        # the order history: nearly every event of a batch is another user's, months apart
+        env = _env(bs, rds.url, "backfill", n_parts, "backfill")
+        details["ours_backfill"] = run_phases.details(
+            "ours_backfill",
+            partial(measure_worker, env, rds.url, "backfill", n_parts, len(backfill), work / "backfill"),
+        )
+        rates["ours_backfill"] = details["ours_backfill"]["events_per_s"]
+        done(
+            "ours_backfill",
+            f"{rates['ours_backfill']:,} ev/s, {details['ours_backfill']['cpu_s_per_million']} CPU s/M",
+        )
         bridge_settings = Settings(
             kafka_bootstrap=bs,
             redis_url=rds.url,

@@ -43,7 +43,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         assert key in result, key
     rates = result["rates"]
     phases = {"limit", "replay_publish", "faust_floor", "naive_faust", "ours_envelopes", "ours_single"}
-    phases.add("ours_bridge")
+    phases |= {"ours_bridge", "ours_backfill"}
     assert phases <= set(rates)
     assert all(v > 0 for v in rates.values())
     assert rates["ours_envelopes"] > 5 * rates["naive_faust"], rates
