@@ -1,8 +1,9 @@
 """Where a worker's time goes: py-spy samples one `lifecycle worker` through a pre-loaded topic.
 
-    python -m bench.profile_worker [--single] [--events N]
+    python -m bench.profile_worker [--single | --backfill] [--events N]
 
-Pre-loads N synthetic events (envelopes, or one per message with `--single`) on a fresh
+Pre-loads N synthetic events (envelopes, or one per message with `--single`; with
+`--backfill`, the order history of `bench.order_history` instead of sessions) on a fresh
 Apache Kafka and redis-server, runs one worker under `py-spy record` (install py-spy
 first: `pip install py-spy`) until every event is committed, and prints the functions
 with the most samples — own time and total time — from the collapsed stacks.
@@ -25,6 +26,7 @@ from pathlib import Path
 import redis
 
 from bench.ingest import START_MS, _applied, _env
+from bench.order_history import order_history
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker
@@ -65,19 +67,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--users", type=int, default=30_000)
     parser.add_argument("--single", action="store_true")
+    parser.add_argument(
+        "--backfill", action="store_true", help="an order history: one event per user per batch"
+    )
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     work = Path(tempfile.mkdtemp(prefix="lifecycle-profile-"))
     with RedisServer(work / "redis") as rds, KafkaBroker(work / "kafka") as broker:
-        events = list(
-            islice(
-                generate(
-                    users=args.users, start_ms=START_MS, days=90, seed=3, profile=load_profile("fintech")
-                ),
-                args.events,
+        if args.backfill:
+            events = list(order_history(events=args.events, start_ms=START_MS, seed=5))
+        else:
+            events = list(
+                islice(
+                    generate(
+                        users=args.users, start_ms=START_MS, days=90, seed=3, profile=load_profile("fintech")
+                    ),
+                    args.events,
+                )
             )
-        )
         create_topics(broker.bootstrap, {"t": 8, "t.dlq": 8})
         pub = EventPublisher(broker.bootstrap, "t", 8, envelope_size=200, single=args.single)
         pub.publish(events)
