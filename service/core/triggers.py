@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from service.core import counters as ctr
-from service.core.durations import DAY_MS
 from service.core.events import Event, parse_ts
 from service.core.lifecycle import idle_after
 from service.core.profile import Profile
@@ -234,17 +233,8 @@ def _suppressed(rec: UserRecord, kind: str, cause: int, extra: dict[str, Any]) -
 
 
 def quiet_end(at: int, quiet: QuietHours) -> int | None:
-    """The end of the quiet hours `at` falls in (epoch ms), or None when `at` is not quiet.
-
-    Most triggers are not quiet, and on most days a zone's UTC offset does not change: the
-    local minute then comes from the day's offset, cached, with no `datetime` made. A day
-    on which the offset changes, and a quiet trigger, take the zone's rules directly."""
+    """The end of the quiet hours `at` falls in (epoch ms), or None when `at` is not quiet."""
     zone = _zone(quiet.zone)
-    offset = _day_offset_ms(quiet.zone, at // DAY_MS)
-    if offset is not None:
-        minute = (at + offset) // 60_000 % 1440
-        if not quiet.contains(minute):
-            return None
     local = datetime.fromtimestamp(at / 1000, zone)
     minute = local.hour * 60 + local.minute
     if not quiet.contains(minute):
@@ -259,18 +249,6 @@ def quiet_end(at: int, quiet: QuietHours) -> int | None:
 @lru_cache(maxsize=16)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
-
-
-@lru_cache(maxsize=8192)
-def _day_offset_ms(zone: str, day: int) -> int | None:
-    """The zone's UTC offset (ms) all through the UTC day `day`, or None if it changes that
-    day (zone rules change on whole seconds, at most once in a day)."""
-    tz = _zone(zone)
-    first = datetime.fromtimestamp(day * 86_400, tz).utcoffset()
-    last = datetime.fromtimestamp(day * 86_400 + 86_399, tz).utcoffset()
-    if first is None or first != last:
-        return None
-    return int(first.total_seconds() * 1000)
 
 
 def schedule(
