@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import orjson
@@ -25,23 +25,13 @@ from redis.asyncio import Redis
 from service.core.intake import Message
 from service.settings import Settings
 from service.storage.store import RedisStore
-from service.worker.outgoing import Outgoing
 from service.worker.processor import PartitionProcessor
+from tests.integration.test_rebalance import NoSink
 from tests.stack import T0, visit
 
 pytestmark = pytest.mark.integration
 
 HOLD = 1.0
-
-
-class NothingSent:
-    """Visits fire no trigger and these tests never relay: nothing reaches a broker."""
-
-    async def send_and_wait(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
-        raise AssertionError(f"unexpected messages for the broker: {messages}")
-
-    async def last_header(self, topic: str, partition: int, header: str) -> list[bytes]:
-        raise AssertionError("no relay in this test")
 
 
 def messages(first: int, count: int = 3) -> list[Message]:
@@ -58,7 +48,7 @@ class Owner:
         self.assigned_until = float("inf")
         self.processor = PartitionProcessor(
             RedisStore(redis, settings.key_prefix, settings.dedup_window_s),
-            NothingSent(),
+            NoSink(),  # visits fire no trigger and nothing is relayed: nothing is sent
             settings,
             settings.loaded_profile,
             wall_clock=lambda: T0 / 1000,
