@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
+from service.core.calendar import UTC_CALENDAR, Calendar, TimeZoneError
 from service.core.durations import DurationError, parse_duration
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
 from service.core.outcome_reports import GenericReports, parse_generic
@@ -45,6 +46,7 @@ _TOP_LEVEL = {
     "non_activity_types",
     "outcome_reports",
     "traits",
+    "time_zone",
 }
 _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
@@ -105,6 +107,8 @@ class Profile:
     outcome_reports: Mapping[str, GenericReports] = field(default_factory=dict, hash=False)
     # identify traits kept on the user (service.core.traits)
     traits: frozenset[str] = frozenset()
+    # where the product's days begin and end (`time_zone`, an IANA name; UTC by default)
+    calendar: Calendar = UTC_CALENDAR
 
     def is_activity(self, event_type: str) -> bool:
         if self.activity_types is None:
@@ -162,6 +166,10 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
     except ValueError as exc:
         raise ProfileError(str(exc)) from exc
     try:
+        calendar = Calendar(data.get("time_zone", "UTC"))
+    except TimeZoneError as exc:
+        raise ProfileError(f"{source}: time_zone: {exc}") from exc
+    try:
         audiences = parse_audiences(data.get("audiences"), [s.name for s in funnel], source)
     except AudienceFilterError as exc:
         raise ProfileError(str(exc)) from exc
@@ -184,6 +192,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         or frozenset(),
         outcome_reports=outcome_reports,
         traits=traits,
+        calendar=calendar,
         **_quality(data.get("channel_quality"), source),
     )
 
