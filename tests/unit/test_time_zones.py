@@ -15,6 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -271,6 +272,23 @@ def test_an_audience_day_bound_is_local_midnight_and_reads_back_as_the_day() -> 
     assert f.entered_since.resolve(0, PROFILES["UTC"].calendar) == _ms("2026-03-02T00:00", "UTC")
     with pytest.raises(AudienceFilterError, match="entered_since: '2026-02-30' is not a day"):
         parse_filter({"entered_since": "2026-02-30"}, stages)
+
+
+def test_a_named_audience_may_bound_by_unquoted_days_in_yaml() -> None:
+    """YAML reads `2026-03-01` as a date: it is the day, at the profile's local midnight."""
+    doc = yaml.safe_load(
+        "time_zone: Asia/Shanghai\n"
+        "lifecycle: {new_window: 1d, silent_after: 2d, churn_after: 5d, dead_after: 12d}\n"
+        "funnel: [{name: visit, event: visit}]\n"
+        "audiences:\n"
+        "  silent_in_march: {state: [silent], entered_since: 2026-03-01, entered_before: 2026-04-01}\n"
+    )
+    (audience,) = parse_profile(doc).audiences
+    assert audience.filter.to_json(["visit"])["entered_since"] == "2026-03-01"
+    assert audience.filter.entered_since is not None
+    assert (
+        audience.filter.entered_since.resolve(0, Calendar("Asia/Shanghai")) == 1_772_294_400_000
+    )  # 02-28T16:00Z
 
 
 def test_a_profile_names_its_time_zone_or_fails_at_start_up() -> None:
