@@ -75,6 +75,10 @@ class TimeBound:
             return calendar.start_ms(self.day)
         return now - (self.ago or 0)
 
+    def key(self) -> tuple[int | None, ...]:
+        """What a fingerprint hashes; a bound without a day hashes as it did before days."""
+        return (self.at, self.ago) if self.day is None else (self.at, self.ago, self.day)
+
     def to_json(self) -> str:
         if self.at is not None:
             return iso_ms(self.at)
@@ -124,9 +128,8 @@ class AudienceFilter:
             self.stage,
             self.not_stage,
             self.segment,
-            self.entered_since and (self.entered_since.at, self.entered_since.ago, self.entered_since.day),
-            self.entered_before
-            and (self.entered_before.at, self.entered_before.ago, self.entered_before.day),
+            self.entered_since and self.entered_since.key(),
+            self.entered_before and self.entered_before.key(),
         ]
         return hashlib.blake2b(orjson.dumps(doc), digest_size=6).hexdigest()
 

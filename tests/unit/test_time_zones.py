@@ -270,6 +270,9 @@ def test_an_audience_day_bound_is_local_midnight_and_reads_back_as_the_day() -> 
         "2026-03-02T00:00", "Asia/Shanghai"
     )
     assert f.entered_since.resolve(0, PROFILES["UTC"].calendar) == _ms("2026-03-02T00:00", "UTC")
+    other = parse_filter({"entered_since": "2026-03-03", "entered_before": "2026-03-09"}, stages)
+    instant = parse_filter({"entered_since": "2026-03-02T00:00:00Z", "entered_before": "2026-03-09"}, stages)
+    assert len({f.fingerprint(), other.fingerprint(), instant.fingerprint()}) == 3  # cursors bind to the day
     with pytest.raises(AudienceFilterError, match="entered_since: '2026-02-30' is not a day"):
         parse_filter({"entered_since": "2026-02-30"}, stages)
 
