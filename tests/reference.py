@@ -2,7 +2,8 @@
 
 Written the obvious way (sort, loop, dictionaries), sharing nothing with the worker but
 the definition of a stage (`state_at`, restated), so integration tests
-can compare the service's numbers with it exactly.
+can compare the service's numbers with it exactly. Days are the profile's local days,
+worked out here with `zoneinfo` directly rather than with `service.core.calendar`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from service.core.events import validate_event
 from service.core.lifecycle import Thresholds, state_at
@@ -26,6 +29,24 @@ class RefUser:
     counts: Counter[str] = field(default_factory=Counter)
     orders: int = 0
     revenue: float = 0.0
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def local_date(ts: int, profile: Profile) -> date:
+    """The date of `ts` (epoch ms) on a wall calendar in the profile's time zone."""
+    return datetime.fromtimestamp(ts / 1000, UTC).astimezone(ZoneInfo(profile.calendar.name)).date()
+
+
+def local_day(ts: int, profile: Profile) -> int:
+    """That date as days since 1970-01-01: the numbers cohort counters and `/retention` use."""
+    return (local_date(ts, profile) - _EPOCH).days
+
+
+def local_month(ts: int, profile: Profile) -> str:
+    """`YYYY-MM` of that date: the months of high-value users."""
+    return local_date(ts, profile).strftime("%Y-%m")
 
 
 def reference(events: list[dict[str, Any]], profile: Profile) -> dict[str, RefUser]:
@@ -72,6 +93,23 @@ def lifecycle_counts(
         if channel is None or (user.channel or "-") == channel:
             counts[state_at(user.first_seen, user.last_active, now, profile.thresholds).value] += 1
     return counts
+
+
+def active_users(
+    users: dict[str, RefUser], now: int, profile: Profile, channel: str | None = None
+) -> dict[str, int]:
+    """DAU / WAU / MAU: users whose last activity falls on the clock's local day, or on one of
+    the 7 or 30 local days ending with it (or later: an event ahead of the clock)."""
+    today = local_day(now, profile)
+    out = {}
+    for name, days in (("dau", 1), ("wau", 7), ("mau", 30)):
+        out[name] = sum(
+            1
+            for u in users.values()
+            if (channel is None or (u.channel or "-") == channel)
+            and local_day(u.last_active, profile) > today - days
+        )
+    return out
 
 
 def funnel_users(users: dict[str, RefUser], profile: Profile, channel: str | None = None) -> list[int]:
@@ -187,14 +225,15 @@ def return_gaps(events: list[dict[str, Any]], profile: Profile) -> Counter[tuple
 def retention(
     events: list[dict[str, Any]], profile: Profile, channel: str | None = None
 ) -> tuple[Counter[int], Counter[tuple[int, int]]]:
-    """Cohort sizes per first-seen day, and users active again on day d+N (N in retention_days)."""
+    """Cohort sizes per first-seen local day, and users active again on local day d+N (N in
+    retention_days)."""
     users = reference(events, profile)
     seen: set[str] = set()
     sizes: Counter[int] = Counter()
     back: set[tuple[str, int]] = set()
     for user in users.values():
         if channel is None or (user.channel or "-") == channel:
-            sizes[user.first_seen // 86_400_000] += 1
+            sizes[local_day(user.first_seen, profile)] += 1
     for raw in events:
         ev = validate_event(raw)
         if isinstance(ev, str) or ev.event_id in seen or ev.user_id not in users:
@@ -202,12 +241,12 @@ def retention(
         seen.add(ev.event_id)
         user = users[ev.user_id]
         if profile.is_activity(ev.type) and (channel is None or (user.channel or "-") == channel):
-            after = ev.ts // 86_400_000 - user.first_seen // 86_400_000
+            after = local_day(ev.ts, profile) - local_day(user.first_seen, profile)
             if after in profile.retention_days:
                 back.add((ev.user_id, after))
     retained: Counter[tuple[int, int]] = Counter()
     for uid, after in back:
-        retained[(users[uid].first_seen // 86_400_000, after)] += 1
+        retained[(local_day(users[uid].first_seen, profile), after)] += 1
     return sizes, retained
 
 
@@ -304,14 +343,16 @@ def audience(
     }
 
     def ago(value: str) -> int:
-        from datetime import datetime
-
         from service.core.durations import DurationError, parse_duration
 
         try:
             return now - parse_duration(value)
         except DurationError:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            pass
+        if len(value) == 10:  # a day: its local midnight (with fold=0, the first instant it has)
+            day = datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(profile.calendar.name))
+            return int(day.timestamp() * 1000)
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
     out: dict[str, dict[str, Any]] = {}
     for uid, u in users.items():
@@ -354,6 +395,4 @@ def audience(
 
 
 def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -60,7 +60,11 @@ class Audiences(BaseModel):
 Short = Annotated[str | None, Query(max_length=64)]
 Instant = Annotated[
     str | None,
-    Query(max_length=40, description="ISO-8601 instant with offset, or a duration before the clock: 7d, 12h"),
+    Query(
+        max_length=40,
+        description="ISO-8601 instant with offset, a day YYYY-MM-DD (its local midnight in the profile's "
+        "time zone), or a duration before the clock: 7d, 12h",
+    ),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="users per page")]
 CursorParam = Annotated[

@@ -30,7 +30,7 @@ class History:
     async def record(self) -> None:
         """Store the current counts under the clock's day, and drop days no request may ask for."""
         now = await self.queries.lifecycle()
-        today = core.day_of(now["as_of"])
+        today = core.day_of(now["as_of"], self.queries.profile.calendar)
         redis = self.queries.redis
         await redis.hset(self.key, today, core.snapshot(now))
         old = core.expired([as_text(f) for f in await redis.hkeys(self.key)], today)
@@ -54,7 +54,7 @@ class History:
     async def read(self, days: int) -> dict[str, Any]:
         """The last `days` days (today included, live); days without a snapshot are left out."""
         now = await self.queries.lifecycle()
-        today = core.day_of(now["as_of"])
+        today = core.day_of(now["as_of"], self.queries.profile.calendar)
         wanted = core.window(today, days)
         values = await self.queries.redis.hmget(self.key, wanted)
         stored = {d: v for d, v in zip(wanted, values, strict=True) if v is not None}

@@ -30,7 +30,6 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from service.core import counters as ctr
-from service.core.durations import DAY_MS
 from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
 from service.settings import Settings
@@ -77,7 +76,8 @@ class PopulationCollector(Collector):
         )
         windows = GaugeMetricFamily(
             f"{PREFIX}_active_users",
-            "Users whose last activity is within the window (dau 1d, wau 7d, mau 30d).",
+            "Users active on the clock's local day (dau), or in the 7 (wau) or 30 (mau) local days "
+            "ending with it.",
             labels=["window", "channel"],
         )
         previous = GaugeMetricFamily(
@@ -87,7 +87,7 @@ class PopulationCollector(Collector):
         )
         cohort = GaugeMetricFamily(
             f"{PREFIX}_cohort_users",
-            "Users first seen N days before the clock's day (the cohort of day-N retention).",
+            "Users first seen N local days before the clock's day (the cohort of day-N retention).",
             labels=["after_days", "channel"],
         )
         retained = GaugeMetricFamily(
@@ -136,7 +136,7 @@ class PopulationCollector(Collector):
         )
         for segment, n in (await q.rfm_segments(now)).items():
             segments.add_metric([segment], n)
-        today = now // DAY_MS
+        today = q.profile.calendar.day(now)
         for after_days in q.profile.retention_days:
             sizes: dict[str | None, tuple[int, int]] = {}
             for name in [*channels, *([None] if others else [])]:

@@ -342,8 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--stage", help="a funnel stage the user reached")
         a.add_argument("--not-stage", help="a funnel stage the user has not reached")
         a.add_argument("--segment", help="an RFM segment, e.g. important_recall")
-        a.add_argument("--entered-since", help="entered their state at or after: ISO instant, or 7d ago")
-        a.add_argument("--entered-before", help="entered their state before: ISO instant, or 12h ago")
+        when = "an ISO instant, a day YYYY-MM-DD (local midnight) or a duration before the clock"
+        a.add_argument("--entered-since", help=f"entered their state at or after: {when} (7d)")
+        a.add_argument("--entered-before", help=f"entered their state before: {when} (12h)")
         if action == "export":
             a.add_argument("--format", choices=("csv", "jsonl"), help="default: csv for *.csv, else jsonl")
             a.add_argument("--output", "-o", help="file to write (default: stdout)")

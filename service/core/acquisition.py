@@ -1,9 +1,9 @@
 """First sight of a user: the channel and cohort they are counted under, and their one move.
 
 A user is created by their first activity event: counted once under the channel it names
-(or `-` without one), in the cohort of its day, and entering their first stage. The
-first channel seen sticks, except that a user first seen without one moves, with every
-count already made for them, to the first channel they show.
+(or `-` without one), in the cohort of its local day (the profile's calendar), and entering
+their first stage. The first channel seen sticks, except that a user first seen without one
+moves, with every count already made for them, to the first channel they show.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from __future__ import annotations
 from collections import Counter
 
 from service.core import counters as ctr
-from service.core.durations import DAY_MS
+from service.core.calendar import Calendar
 from service.core.events import Event
 from service.core.funnel import REGISTRATION
 from service.core.lifecycle import Thresholds, state_at
 from service.core.records import NO_CHANNEL, UserRecord
+from service.core.retention import RetentionRule
 
 NEW_USER = "-"  # the "from" state of a user's first transition
 
 
-def first_sight(ev: Event, tau: int, th: Thresholds, counts: Counter[str]) -> UserRecord:
+def first_sight(ev: Event, tau: int, th: Thresholds, calendar: Calendar, counts: Counter[str]) -> UserRecord:
     """The record an activity event creates, evaluated at `tau` (its ts, or the partition's
-    clock if later). Counts: `users`, `cohort`, and the transition into the first stage."""
+    clock if later). Counts: `users`, `cohort` (of its local day), and the transition into
+    the first stage."""
     ts = ev.ts
     channel = ev.channel or NO_CHANNEL
     counts[ctr.users(channel)] += 1
-    counts[ctr.cohort(channel, ts // DAY_MS)] += 1
+    counts[ctr.cohort(channel, calendar.day(ts))] += 1
     counts[ctr.transition(NEW_USER, state_at(ts, ts, tau, th))] += 1
     # active on its first day (service.core.retention)
     return UserRecord(first_seen=ts, last_active=ts, seen_until=tau, channel=channel, days=1)
@@ -35,7 +37,7 @@ def first_sight(ev: Event, tau: int, th: Thresholds, counts: Counter[str]) -> Us
 def move_channel(
     rec: UserRecord,
     channel: str,
-    retention_days: tuple[int, ...],
+    rule: RetentionRule,
     counts: Counter[str],
     sums: dict[str, float],
 ) -> str:
@@ -56,10 +58,10 @@ def move_channel(
     if rec.counts.get(REGISTRATION):
         counts[ctr.registered(old)] -= 1
         counts[ctr.registered(channel)] += 1
-    day = rec.first_seen // DAY_MS
+    day = rule.calendar.day(rec.first_seen)
     counts[ctr.cohort(old, day)] -= 1
     counts[ctr.cohort(channel, day)] += 1
-    for i, after_days in enumerate(retention_days):
+    for i, after_days in enumerate(rule.days):
         if rec.retained & (1 << i):
             counts[ctr.retained(old, day, after_days)] -= 1
             counts[ctr.retained(channel, day, after_days)] += 1

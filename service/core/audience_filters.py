@@ -1,10 +1,11 @@
 """Audience filters as values: parsed once (API query, profile `audiences:`), then planned.
 
 A filter names lifecycle states, a channel, funnel stages reached or not, an RFM segment
-and a window of when the user entered their current state. Times may be absolute or
-relative to the clock (`7d` = clock minus seven days), so a named audience such as
-"silent this week" keeps its meaning as the clock moves. Nothing here imports the
-profile (the profile parses its `audiences:` with this module).
+and a window of when the user entered their current state. Times may be absolute, a local
+day (`2026-11-16`: its local midnight in the profile's time zone), or relative to the clock
+(`7d` = clock minus seven days), so a named audience such as "silent this week" keeps its
+meaning as the clock moves. Nothing here imports the profile (the profile parses its
+`audiences:` with this module); the calendar a day needs is passed when a bound is resolved.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from service.core.calendar import Calendar
 from service.core.durations import DurationError, format_duration, parse_duration
 from service.core.segments import SEGMENT_KEYS
 
@@ -25,6 +27,7 @@ STATE_NAMES = ("new", "retained", "silent", "churned", "dead")
 FILTER_KEYS = ("state", "channel", "stage", "not_stage", "segment", "entered_since", "entered_before")
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 _EPOCH = date(1970, 1, 1)
@@ -58,17 +61,29 @@ class AudienceFilterError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TimeBound:
-    """An instant (`at`, epoch ms) or a duration before the clock (`ago`, ms)."""
+    """An instant (`at`, epoch ms), a local day (`day`, days since 1970-01-01: its first
+    instant in the profile's time zone) or a duration before the clock (`ago`, ms)."""
 
     at: int | None = None
     ago: int | None = None
+    day: int | None = None
 
-    def resolve(self, now: int) -> int:
-        return self.at if self.at is not None else now - (self.ago or 0)
+    def resolve(self, now: int, calendar: Calendar) -> int:
+        if self.at is not None:
+            return self.at
+        if self.day is not None:
+            return calendar.start_ms(self.day)
+        return now - (self.ago or 0)
+
+    def key(self) -> tuple[int | None, ...]:
+        """What a fingerprint hashes; a bound without a day hashes as it did before days."""
+        return (self.at, self.ago) if self.day is None else (self.at, self.ago, self.day)
 
     def to_json(self) -> str:
         if self.at is not None:
             return iso_ms(self.at)
+        if self.day is not None:
+            return Calendar.iso(self.day)
         return format_duration(self.ago or 0)
 
 
@@ -113,8 +128,8 @@ class AudienceFilter:
             self.stage,
             self.not_stage,
             self.segment,
-            self.entered_since and (self.entered_since.at, self.entered_since.ago),
-            self.entered_before and (self.entered_before.at, self.entered_before.ago),
+            self.entered_since and self.entered_since.key(),
+            self.entered_before and self.entered_before.key(),
         ]
         return hashlib.blake2b(orjson.dumps(doc), digest_size=6).hexdigest()
 
@@ -129,24 +144,34 @@ class Audience:
 
 
 def parse_time_bound(value: Any, field: str) -> TimeBound:
-    """An ISO-8601 instant with an offset (or `Z`), or a duration (`7d`, `12h`) before the clock."""
-    if isinstance(value, datetime):  # YAML reads an unquoted timestamp as one
+    """An ISO-8601 instant with an offset (or `Z`), a day `YYYY-MM-DD` (its local midnight),
+    or a duration (`7d`, `12h`) before the clock."""
+    if isinstance(value, date):  # YAML reads an unquoted timestamp or day as a datetime or date
         value = value.isoformat()
     if isinstance(value, str):
         try:
             return TimeBound(ago=parse_duration(value))
         except DurationError:
             pass
+        if _DAY.fullmatch(value.strip()):
+            try:
+                return TimeBound(day=Calendar.from_iso(value.strip()))
+            except ValueError as exc:
+                raise AudienceFilterError(f"{field}: {value!r} is not a day of the calendar") from exc
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             parsed = None
         if parsed is not None:
             if parsed.tzinfo is None:
-                raise AudienceFilterError(f"{field}: {value!r} needs a UTC offset, e.g. 2026-11-16T00:00:00Z")
+                raise AudienceFilterError(
+                    f"{field}: {value!r} needs a UTC offset, e.g. 2026-11-16T00:00:00Z "
+                    "(or give the day alone, 2026-11-16, for its local midnight)"
+                )
             return TimeBound(at=int(parsed.timestamp() * 1000))
     raise AudienceFilterError(
-        f"{field}: {value!r} is neither an ISO-8601 instant (2026-11-16T00:00:00Z) nor a duration (7d, 12h)"
+        f"{field}: {value!r} is neither an ISO-8601 instant (2026-11-16T00:00:00Z), a day (2026-11-16) "
+        "nor a duration (7d, 12h)"
     )
 
 

@@ -69,9 +69,9 @@ def matches(f: AudienceFilter, rec: UserRecord, now: int, profile: Profile) -> b
         return False
     if f.entered_since is not None or f.entered_before is not None:
         at = entered_at(rec.first_seen, rec.last_active, state, th)
-        if f.entered_since is not None and at < f.entered_since.resolve(now):
+        if f.entered_since is not None and at < f.entered_since.resolve(now, profile.calendar):
             return False
-        if f.entered_before is not None and at >= f.entered_before.resolve(now):
+        if f.entered_before is not None and at >= f.entered_before.resolve(now, profile.calendar):
             return False
     return True
 
@@ -90,8 +90,7 @@ def row_maker(
     frequency, monetary = profile.rfm.frequency, profile.rfm.monetary
     states = f.states or None
     channel, reached, not_reached, segment = f.channel, f.stage, f.not_stage, f.segment
-    since = f.entered_since.resolve(now) if f.entered_since is not None else None
-    before = f.entered_before.resolve(now) if f.entered_before is not None else None
+    since, before = _entered_bounds(f, now, profile)
     names = list(stage_names)
 
     def row(uid: str, fields: list[Any]) -> AudienceRow | None:
@@ -130,10 +129,17 @@ def state_interval(state: State, now: int, th: Thresholds) -> Interval:
     return (NEG_INF if lo is None else lo, POS_INF if hi is None else hi)
 
 
-def _entered_window(f: AudienceFilter, now: int) -> Interval:
-    lo = f.entered_since.resolve(now) if f.entered_since is not None else NEG_INF
-    hi = f.entered_before.resolve(now) - 1 if f.entered_before is not None else POS_INF
-    return lo, hi
+def _entered_bounds(f: AudienceFilter, now: int, profile: Profile) -> tuple[int | None, int | None]:
+    """`entered_since` and `entered_before` at the clock (a day: its local midnight), or None."""
+    cal = profile.calendar
+    since = f.entered_since.resolve(now, cal) if f.entered_since is not None else None
+    before = f.entered_before.resolve(now, cal) if f.entered_before is not None else None
+    return since, before
+
+
+def _entered_window(f: AudienceFilter, now: int, profile: Profile) -> Interval:
+    since, before = _entered_bounds(f, now, profile)
+    return (NEG_INF if since is None else since, POS_INF if before is None else before - 1)
 
 
 def _entered_la(state: State, window: Interval, th: Thresholds) -> Interval:
@@ -169,7 +175,7 @@ def _chosen_states(f: AudienceFilter) -> list[State]:
 def la_intervals(f: AudienceFilter, now: int, profile: Profile) -> list[Interval]:
     """Disjoint `last_active` intervals, highest first, that hold every user matching `f`."""
     th = profile.thresholds
-    window = _entered_window(f, now)
+    window = _entered_window(f, now, profile)
     recency = _recency(f, now, profile)
     found = []
     for state in _chosen_states(f):
@@ -215,7 +221,7 @@ def count_terms(f: AudienceFilter, now: int, profile: Profile) -> list[Term] | N
     if f.segment is not None and f.channel is not None:
         return None
     th = profile.thresholds
-    window = _entered_window(f, now)
+    window = _entered_window(f, now, profile)
     recency = _recency(f, now, profile)
     terms: list[Term] = []
     states = _chosen_states(f)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from service.core import counters as ctr
 from service.core.acquisition import first_sight, move_channel
+from service.core.calendar import Calendar
 from service.core.durations import DAY_MS
 from service.core.events import Event
 from service.core.funnel import REGISTRATION, count_step, stage_steps
@@ -65,6 +66,8 @@ class _Rules:
     profile: Profile
     th: Thresholds
     rfm: Rfm
+    calendar: Calendar
+    utc: bool  # days are `ts // DAY_MS`: the per-event day offset skips the calendar's call
     retention: RetentionRule
     funnel: tuple[FunnelStage, ...]
     steps: dict[str, frozenset[int]]  # funnel event type -> counts that complete a stage
@@ -80,11 +83,14 @@ class _Rules:
     def of(cls, profile: Profile, first_index_window: int | None) -> _Rules:
         th = profile.thresholds
         trig = profile.triggers
-        retention = RetentionRule.of(profile.retention_days)
+        calendar = profile.calendar
+        retention = RetentionRule.of(profile.retention_days, calendar)
         return cls(
             profile,
             th,
             profile.rfm,
+            calendar,
+            calendar.is_utc,
             retention,
             profile.funnel,
             stage_steps(profile.funnel),
@@ -159,7 +165,7 @@ def apply_events(
                 counts[ctr.UNKNOWN_USER] += 1
                 continue
             tau = ts if ts > swept else swept
-            rec = live[uid] = first_sight(ev, tau, th, counts)
+            rec = live[uid] = first_sight(ev, tau, th, rules.calendar, counts)
             out.channels.add(rec.channel)
             dirty_active.add(uid)
             dirty_first.add(uid)
@@ -175,7 +181,7 @@ def apply_events(
         if ev.type in counted_types:
             count_step(rec, ev.type, ts, rules.funnel, rules.steps, counts, out.conversions)
         if ev.type in revenue_types:
-            added = count_order(rec, ev.amount, ts, rules.rfm, counts)
+            added = count_order(rec, ev.amount, ts, rules.rfm, rules.calendar, counts)
             if added:
                 out.sums[ctr.revenue(rec.channel)] += added
             schedule(uid, rec, ev, tau, profile, True, tlog)
@@ -215,14 +221,14 @@ def _advance(
     indexes the user moved in. Counts: `tr`, `hv`, trigger and outcome counters, `ret`,
     `cohort`, `gap`, and a channel move's counters; `out.gaps` gets each return."""
     counts = out.counts
-    th, rfm, plan = rules.th, rules.rfm, rules.plan
+    th, rfm, plan, calendar = rules.th, rules.rfm, rules.plan, rules.calendar
     ts = ev.ts
     moved = 0
     accounted = rec.seen_until if rec.seen_until > swept else swept
     tau = ts if ts > accounted else accounted
     for point, a, b in timed_transitions(rec.first_seen, rec.last_active, accounted, tau, th):
         counts[ctr.transition(a, b)] += 1
-        count_high_value(counts, rec, a, b, point, rfm)
+        count_high_value(counts, rec, a, b, point, rfm, calendar)
     la = rec.last_active
     if (rec.pending and rec.pending[0].due <= tau) or (la + plan.first <= tau and la + plan.last > accounted):
         fire_due(uid, rec, accounted, tau, plan, out.triggers)
@@ -230,7 +236,7 @@ def _advance(
         attribute(rec, ev, active, ev.type in rules.revenue_types, rules.attribution, counts)
     before = state_at(rec.first_seen, la, tau, th)
     if ev.channel and rec.channel == NO_CHANNEL:
-        old = move_channel(rec, ev.channel, rules.profile.retention_days, counts, out.sums)
+        old = move_channel(rec, ev.channel, rules.retention, counts, out.sums)
         out.index_removals[old].append(uid)
         out.channels.add(ev.channel)
         moved = _MOVED_ACTIVE | _MOVED_FIRST
@@ -239,7 +245,10 @@ def _advance(
         rec.first_seen = ts
         moved |= _MOVED_FIRST
     if active:
-        offset = ts // DAY_MS - rec.first_seen // DAY_MS
+        if rules.utc:
+            offset = ts // DAY_MS - rec.first_seen // DAY_MS
+        else:
+            offset = calendar.day(ts) - calendar.day(rec.first_seen)
         if 0 <= offset <= rules.retention.span and not rec.days >> offset & 1:  # a day not noted yet
             note_activity(rec, ts, rules.retention, counts)
         if ts > la:
@@ -252,7 +261,7 @@ def _advance(
     after = state_at(rec.first_seen, rec.last_active, tau, th)
     if after != before:
         counts[ctr.transition(before, after)] += 1
-        count_high_value(counts, rec, before, after, tau, rfm)
+        count_high_value(counts, rec, before, after, tau, rfm, calendar)
     rec.seen_until = tau
     return tau, moved
 
@@ -287,7 +296,9 @@ def sweep(
         accounted = max(rec.seen_until, swept)
         for point, a, b in timed_transitions(rec.first_seen, rec.last_active, accounted, now, th):
             counts[ctr.transition(a, b)] += 1
-            count_high_value(counts, rec, a, b, point, profile.rfm)  # the month it happened in
+            count_high_value(
+                counts, rec, a, b, point, profile.rfm, profile.calendar
+            )  # the month it happened in
         before = rec.pack()
         live = rec.copy()
         fire_due(uid, live, accounted, now, plan, out.triggers)

@@ -51,7 +51,7 @@ def return_gap(channel: str, bucket: int) -> str:
 
 
 def cohort(channel: str, day: int) -> str:
-    """Users first seen on `day` (days since the epoch, UTC)."""
+    """Users first seen on `day` (local days since the epoch in the profile's time zone)."""
     return f"cohort{SEP}{channel}{SEP}{day}"
 
 

@@ -3,29 +3,32 @@
 The indexes answer "how many users are in each state now" exactly, but not "how many
 were silent last Tuesday": the past cannot be recomputed from them. So the API keeps,
 per day of the clock, the latest counts it saw that day; the last snapshot of a past
-day stands for its end-of-day populations. History starts when an API first runs.
+day stands for its end-of-day populations. History starts when an API first runs. Days
+are the profile's local days, so "the end of Tuesday" is local midnight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
+
+from service.core.calendar import Calendar
 
 MAX_DAYS = 90  # the longest history a request may ask for, and how long snapshots are kept
 KEEP_DAYS = MAX_DAYS + 1
 
 
-def day_of(ms: int) -> str:
-    """The clock's day (UTC) of an epoch-ms time, as an ISO date: the snapshot's field."""
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+def day_of(ms: int, calendar: Calendar) -> str:
+    """The clock's local day of an epoch-ms time, as an ISO date: the snapshot's field."""
+    return calendar.iso(calendar.day(ms))
 
 
 def window(today: str, days: int) -> list[str]:
     """The `days` ISO days ending with `today`, oldest first."""
-    last = datetime.fromisoformat(today).date()
+    last = date.fromisoformat(today)
     return [(last - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
 
 

@@ -1,6 +1,6 @@
 """Indicators derived from counters: channel quality, time to convert, net new high-value users.
 
-Pure functions of the summed counters (and the clock's day), so the API and the tests
+Pure functions of the summed counters (and the clock's local day), so the API and the tests
 compute them the same way.
 """
 
@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from service.core import counters as ctr
-from service.core.durations import DAY_MS, format_duration
+from service.core.calendar import Calendar
+from service.core.durations import format_duration
 from service.core.gaps import BOUNDS_MS
 from service.core.profile import Profile
 
@@ -99,5 +100,17 @@ def high_value_by_month(totals: Mapping[str, float]) -> list[dict[str, Any]]:
     ]
 
 
-def clock_day(now_ms: int) -> int:
-    return now_ms // DAY_MS
+# Active users: on the clock's local day, in the 7 and in the 30 local days ending with it.
+ACTIVE_DAYS = {"dau": 1, "wau": 7, "mau": 30}
+
+
+def clock_day(now_ms: int, calendar: Calendar) -> int:
+    """The local day of the clock."""
+    return calendar.day(now_ms)
+
+
+def active_since(now_ms: int, days: int, calendar: Calendar) -> int:
+    """When the `days` local days ending with the clock's day begin (epoch ms): a user is
+    active in them when their `last_active` is at or after it. Days, not 24-hour spans:
+    "today" in Shanghai starts at local midnight, and a DST change makes a day 23 or 25 hours."""
+    return calendar.start_ms(calendar.day(now_ms) - days + 1)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date, timedelta
 from typing import Any
 
 from service.core import counters as ctr
 from service.core import indicators as ind
-from service.core.durations import DAY_MS
+from service.core.calendar import Calendar
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
 from service.core.lifecycle import STATES, State, Thresholds, last_active_range, new_since, state_at
@@ -139,16 +138,19 @@ class Queries:
         return {"as_of": now, "channel": channel, "total": total, "counts": counts}
 
     async def active_users(self, now: int) -> dict[str, dict[str, int]]:
-        """Users active within 1, 7 and 30 days of the clock, per channel: exact range counts."""
+        """Users active on the clock's local day, and in the 7 and 30 local days ending with it,
+        per channel: exact range counts from each window's first instant."""
+        calendar = self.profile.calendar
+        since = {name: ind.active_since(now, days, calendar) for name, days in ind.ACTIVE_DAYS.items()}
         channels = await self.channels_by_partition(None)
         pipe = self.redis.pipeline(transaction=False)
         keys: list[tuple[str, str]] = []
         for k, chans in zip(self.parts, channels, strict=True):
             for ch in chans:
-                for name, window in ACTIVE_WINDOWS.items():
-                    pipe.zcount(k.active(ch), f"({now - window}", "+inf")
+                for name, start in since.items():
+                    pipe.zcount(k.active(ch), start, "+inf")
                     keys.append((ch, name))
-        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ACTIVE_WINDOWS, 0))
+        out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(ind.ACTIVE_DAYS, 0))
         for (ch, name), n in zip(keys, await pipe.execute(), strict=True):
             out[ch][name] += n
         return dict(out)
@@ -162,7 +164,7 @@ class Queries:
         channels = sorted({ctr.split(n)[1] for n in totals if n.startswith("users|")} | set(active))
         blocks = {ch: _indicator_block(totals, active.get(ch), [ch]) for ch in channels}
         chosen = [wanted] if wanted is not None else channels
-        merged = dict.fromkeys(ACTIVE_WINDOWS, 0)
+        merged = dict.fromkeys(ind.ACTIVE_DAYS, 0)
         for ch in chosen:
             for name, n in active.get(ch, {}).items():
                 merged[name] += n
@@ -178,7 +180,7 @@ class Queries:
         if channel is None:
             body["by_channel"] = [{"channel": ch, **blocks[ch]} for ch in channels]
             quality = ind.channel_quality(
-                totals, await self.cohort_totals(), ind.clock_day(now), self.profile
+                totals, await self.cohort_totals(), ind.clock_day(now, self.profile.calendar), self.profile
             )
             body["channel_quality"] = [{"channel": ch, **q} for ch, q in quality.items()]
             body["rfm_segments"] = await self.rfm_segments(now)
@@ -264,7 +266,7 @@ class Queries:
                 str(n): {"users": back[(day, n)], "rate": ind.ratio(back[(day, n)], sizes[day])}
                 for n in after
             }
-            cohorts.append({"cohort": _iso_day(day), "users": sizes[day], "retained": retained})
+            cohorts.append({"cohort": Calendar.iso(day), "users": sizes[day], "retained": retained})
         return {"channel": channel, "after_days": list(after), "cohorts": cohorts}
 
     async def return_curve(self, channel: str | None = None) -> dict[str, Any]:
@@ -333,9 +335,6 @@ class Queries:
         return {"channel": channel, "stages": stages}
 
 
-ACTIVE_WINDOWS = {"dau": DAY_MS, "wau": 7 * DAY_MS, "mau": 30 * DAY_MS}
-
-
 def _indicator_block(
     totals: dict[str, float], active: dict[str, int] | None, channels: list[str]
 ) -> dict[str, Any]:
@@ -346,7 +345,7 @@ def _indicator_block(
 
     users, registered, payers = int(total("users")), int(total("registered")), int(total("payers"))
     orders, gmv = int(total("orders")), round(total("revenue"), 2)
-    active = active or dict.fromkeys(ACTIVE_WINDOWS, 0)
+    active = active or dict.fromkeys(ind.ACTIVE_DAYS, 0)
     return {
         "users": users,
         "active": active,
@@ -359,10 +358,6 @@ def _indicator_block(
         "aov": ind.ratio(gmv, orders),
         "revenue_per_user": ind.ratio(gmv, users),
     }
-
-
-def _iso_day(day: int) -> str:
-    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
 def rfm_segment(rec: UserRecord, now: int, profile: Profile) -> str:

@@ -113,7 +113,7 @@ def _replay_day_by_day(
             continue
         stack.publish(chunk)
         stack.wait_applied(worker)
-        day = day_of(max(e["ts"] for e in chunk))
+        day = day_of(max(e["ts"] for e in chunk), s.loaded_profile.calendar)
         wait_for(lambda day=day: _recorded(base, key, day), 30, f"the snapshot of {day}", worker)
 
 

@@ -15,6 +15,7 @@ import redis
 from pydantic import SecretStr
 
 from service.api.app import create_api
+from service.core.calendar import UTC_CALENDAR
 from service.core.durations import DAY_MS
 from service.core.history import day_of
 from service.core.partitioning import partition_for
@@ -61,13 +62,16 @@ async def test_history_keeps_the_last_snapshot_of_each_day_and_today_is_live(sta
 async def _check_history(api: httpx.AsyncClient, day1: dict[str, Any]) -> None:
     now = (await api.get("/lifecycle")).json()
     body = (await api.get("/lifecycle/history", params={"days": 5})).json()
-    assert [d["day"] for d in body["days"]] == [day_of(T0), day_of(T0 + 2 * DAY_MS)]
+    assert [d["day"] for d in body["days"]] == [
+        day_of(T0, UTC_CALENDAR),
+        day_of(T0 + 2 * DAY_MS, UTC_CALENDAR),
+    ]
     first, today = body["days"]
     assert (first["as_of"], first["total"], first["counts"]) == (day1["as_of"], 25, day1["counts"])
     assert (today["as_of"], today["total"], today["counts"]) == (now["as_of"], 30, now["counts"])
     assert body["as_of"] == now["as_of"]
     short = (await api.get("/lifecycle/history", params={"days": 1})).json()
-    assert [d["day"] for d in short["days"]] == [day_of(T0 + 2 * DAY_MS)]
+    assert [d["day"] for d in short["days"]] == [day_of(T0 + 2 * DAY_MS, UTC_CALENDAR)]
     for bad in (0, 91, "x"):
         assert (await api.get("/lifecycle/history", params={"days": bad})).status_code == 422
 
@@ -86,8 +90,10 @@ async def test_every_api_process_records_history_on_its_own(stack: Stack) -> Non
     key = history_key(settings.key_prefix)
     try:
         async with app.router.lifespan_context(app):
-            await wait_async(lambda: _hexists(client, key, day_of(T0 + 4)), 10, "a history snapshot")
-        stored = orjson.loads(client.hget(key, day_of(T0 + 4)) or b"{}")
+            await wait_async(
+                lambda: _hexists(client, key, day_of(T0 + 4, UTC_CALENDAR)), 10, "a history snapshot"
+            )
+        stored = orjson.loads(client.hget(key, day_of(T0 + 4, UTC_CALENDAR)) or b"{}")
         assert stored["total"] == 5 and stored["counts"]["new"] == 5 and stored["as_of"] == T0 + 4
     finally:
         client.close()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import httpx
 import pytest
 
 from service.api.app import create_api
-from service.core.durations import DAY_MS
+from service.core.profile import Profile
 from service.core.segments import RFM_SEGMENTS
 from tests import reference as ref
 from tests.stack import Stack, history
@@ -17,13 +17,13 @@ from tests.stack import Stack, history
 pytestmark = pytest.mark.integration
 
 
-def _crossing_month(events: list[dict[str, object]], uid: str, threshold: float) -> str:
+def _crossing_month(events: list[dict[str, object]], uid: str, profile: Profile) -> str:
     total = 0.0
     for e in events:
         if e["user_id"] == uid and e["type"] in ("order", "renew") and e.get("amount"):
             total += float(e["amount"])  # type: ignore[arg-type]
-            if total >= threshold:
-                return datetime.fromtimestamp(int(e["ts"]) / 1000, UTC).strftime("%Y-%m")  # type: ignore[call-overload]
+            if total >= profile.rfm.monetary:
+                return ref.local_month(int(e["ts"]), profile)  # type: ignore[call-overload]
     raise AssertionError(uid)
 
 
@@ -35,17 +35,16 @@ def _day(text: str) -> int:
     return (date.fromisoformat(text) - date(1970, 1, 1)).days
 
 
-WINDOWS = {"dau": DAY_MS, "wau": 7 * DAY_MS, "mau": 30 * DAY_MS}
-
-
-def expected(users: dict[str, ref.RefUser], now: int, channel: str | None) -> dict[str, object]:
+def expected(
+    users: dict[str, ref.RefUser], now: int, channel: str | None, profile: Profile
+) -> dict[str, object]:
     members = [u for u in users.values() if channel is None or (u.channel or "-") == channel]
     n = len(members)
     registered = sum(1 for u in members if u.counts["register"])
     payers = sum(1 for u in members if u.orders)
     orders = sum(u.orders for u in members)
     gmv = sum(u.revenue for u in members)
-    active = {w: sum(1 for u in members if u.last_active > now - d) for w, d in WINDOWS.items()}
+    active = ref.active_users(users, now, profile, channel)
     return {
         "users": n,
         "active": active,
@@ -88,7 +87,7 @@ async def test_indicators_and_population_metrics_match_the_history(stack: Stack)
         channels = sorted({u.channel or "-" for u in users.values()})
         assert [b["channel"] for b in body["by_channel"]] == channels
         for channel, block in [(None, body), *((b["channel"], b) for b in body["by_channel"])]:
-            want = expected(users, now, channel)
+            want = expected(users, now, channel, profile)
             got = {k: block[k] for k in want}
             assert got["gmv"] == pytest.approx(want.pop("gmv"))
             assert got.pop("gmv") is not None
@@ -101,8 +100,8 @@ async def test_indicators_and_population_metrics_match_the_history(stack: Stack)
                 assert single["users"] == want["users"] and single["active"] == want["active"]
         assert body["lifecycle"] == ref.lifecycle_counts(users, now, profile)
 
-        first_day = min(e["ts"] for e in events) // DAY_MS
-        last_day = now // DAY_MS
+        first_day = ref.local_day(min(e["ts"] for e in events), profile)
+        last_day = ref.local_day(now, profile)
         for channel in (None, *channels):
             sizes, retained = ref.retention(events, profile, channel)
             params = {
@@ -160,9 +159,8 @@ async def test_indicators_and_population_metrics_match_the_history(stack: Stack)
         gained: dict[str, int] = {}
         for uid, u in users.items():
             if u.revenue >= rfm.monetary:
-                gained[_crossing_month(events, uid, rfm.monetary)] = (
-                    gained.get(_crossing_month(events, uid, rfm.monetary), 0) + 1
-                )
+                month = _crossing_month(events, uid, profile)
+                gained[month] = gained.get(month, 0) + 1
         months = {m["month"]: m for m in body["high_value_by_month"]}
         assert {m: v["gained"] for m, v in months.items() if v["gained"]} == gained
         assert all(m["net_new"] == m["gained"] + m["recalled"] - m["lost"] for m in months.values())

@@ -6,15 +6,20 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.core.calendar import Calendar
 from service.core.history import KEEP_DAYS, day_of, expired, series, snapshot, window
 from service.core.ops import consumer_lag, ops_document
 
 COUNTS = {"new": 1, "retained": 2, "silent": 3, "churned": 4, "dead": 5}
 
 
-def test_day_of_is_the_utc_day() -> None:
-    assert day_of(1_700_000_000_000) == "2023-11-14"  # 22:13:20Z
-    assert day_of(1_700_006_400_000) == "2023-11-15"  # 00:00:00Z
+def test_day_of_is_the_local_day_of_the_profiles_time_zone() -> None:
+    utc, shanghai = Calendar("UTC"), Calendar("Asia/Shanghai")
+    assert day_of(1_700_000_000_000, utc) == "2023-11-14"  # 22:13:20Z
+    assert day_of(1_700_006_400_000, utc) == "2023-11-15"  # 00:00:00Z
+    assert day_of(1_700_000_000_000, shanghai) == "2023-11-15"  # 06:13:20 in Shanghai
+    assert day_of(1_699_977_600_000, shanghai) == "2023-11-15"  # 16:00Z: Shanghai's midnight
+    assert day_of(1_699_977_599_999, shanghai) == "2023-11-14"
 
 
 def test_window_ends_today_oldest_first_across_a_month_end() -> None:

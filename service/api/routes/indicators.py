@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -10,12 +9,8 @@ from fastapi.responses import JSONResponse
 
 from service.api.problems import Problem, ValidationProblem
 from service.api.routes.params import ChannelParam
+from service.core.calendar import Calendar
 from service.storage.queries import Queries
-
-
-def _day(text: str) -> int:
-    """Days since the epoch of an ISO date."""
-    return (date.fromisoformat(text) - date(1970, 1, 1)).days
 
 
 def indicator_routes(queries: Queries) -> APIRouter:
@@ -35,12 +30,13 @@ def indicator_routes(queries: Queries) -> APIRouter:
         channel: ChannelParam = None,
     ) -> Any:
         """Cohort retention: users first seen on day d, and of them those active again on day
-        d+N for each N of the profile's `retention_days` (default 1, 7, 30), with rates."""
+        d+N for each N of the profile's `retention_days` (default 1, 7, 30), with rates. Days
+        are local days of the profile's `time_zone`."""
         try:
             if cohort:
-                first = last = _day(cohort)
+                first = last = Calendar.from_iso(cohort)
             elif start and end:
-                first, last = _day(start), _day(end)
+                first, last = Calendar.from_iso(start), Calendar.from_iso(end)
             else:
                 return JSONResponse({"detail": "give cohort=YYYY-MM-DD, or from= and to="}, status_code=422)
         except ValueError:
@@ -52,7 +48,8 @@ def indicator_routes(queries: Queries) -> APIRouter:
     @router.get("/indicators")
     async def get_indicators(channel: ChannelParam = None) -> dict[str, Any]:
         """The process indicators at the current clock, in one document: users; daily, weekly and
-        monthly active users (last activity within 1, 7, 30 days) and activity rates; registrations,
+        monthly active users (active on the clock's local day, in the last 7 or 30 local days) and
+        activity rates; registrations,
         paying users and payment rate (payers / registered); orders, GMV, average order value,
         revenue per user; users per lifecycle state; the funnel; and, without `channel`, the same
         per channel."""
