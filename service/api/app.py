@@ -29,6 +29,7 @@ from service.api.ops import EndOffsets, Ops
 from service.api.population import PopulationMetrics
 from service.api.request_metrics import RequestMetrics
 from service.api.routes.collect import collect_routes
+from service.api.routes.erasure import erasure_routes, is_admin_request
 from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
 from service.api.routes.indicators import indicator_routes
@@ -123,6 +124,8 @@ def _require_api_key(app: FastAPI, key: str) -> None:
         path = request.url.path
         if path in OPEN_PATHS or _takes_write_keys(path) or is_console_path(path):
             return await call_next(request)
+        if is_admin_request(request.method, path):
+            return await call_next(request)  # the admin key, checked by the endpoint
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
@@ -201,6 +204,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     # The order is the routing precedence and the OpenAPI document's order.
     app.include_router(audience_routes(audiences))
     app.include_router(console_routes(history, ops))
+    app.include_router(erasure_routes(settings, client, collector))
     app.include_router(user_routes(queries))
     app.include_router(trigger_routes(queries))
     app.include_router(lifecycle_routes(queries, profile, settings))
