@@ -186,3 +186,19 @@ def test_population_lists_what_a_user_adds() -> None:
     counted = dict(population(rec.records["u"], PROFILE.retention_days, PROFILE.calendar))
     assert counted["users|ads"] == 1 and counted["orders|ads"] == 1 and counted["payers|ads"] == 1
     assert counted["registered|ads"] == 1
+
+
+def test_erasures_and_dropped_events_reach_the_worker_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from service.worker.metrics import WorkerMetrics
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    part = Partition()
+    part.apply(
+        [Event("1", "u", "visit", T0), Event("erase:r", "u", ERASE, T0), Event("2", "u", "visit", T0)], T0
+    )
+    metrics.record_counts(part.counts)
+    assert registry.get_sample_value("lifecycle_erasures_total", {"action": "erase"}) == 1
+    assert registry.get_sample_value("lifecycle_events_total", {"outcome": "suppressed"}) == 1
