@@ -1,6 +1,7 @@
 """Erasure over HTTP: erase or restore a user, and read the record of requests.
 
-These endpoints take the admin key only (`LIFECYCLE_ADMIN_KEY`): the read key reads and a
+These endpoints take the admin key only (`LIFECYCLE_ADMIN_KEY`, checked by the app's
+middleware with `admin_refusal`): the read key reads and a
 write key writes events, and neither may erase. A request is answered 202 once the broker
 acknowledged its control message; the user's worker applies it in order with the user's
 events, within a batch. The record of requests keeps who asked and when, never the id.
@@ -14,6 +15,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from service.api.collector import Collector, CollectorError
 from service.core.erasure import control_message
@@ -23,6 +25,15 @@ from service.storage import erasure_log
 from service.storage.client import AnyRedis
 
 ADMIN_HEADERS = {"WWW-Authenticate": "Bearer"}
+_ADMIN_REPLIES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong admin key"},
+    403: {"description": "erasure over HTTP is off (no LIFECYCLE_ADMIN_KEY)"},
+}
+_REQUEST_REPLIES: dict[int | str, dict[str, Any]] = {
+    **_ADMIN_REPLIES,
+    400: {"description": "a requester that is blank or not printable"},
+    503: {"description": "the broker did not acknowledge the request (Retry-After)"},
+}
 UserPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LEN)]
 Requester = Annotated[
     str,
@@ -39,22 +50,26 @@ def is_admin_request(method: str, path: str) -> bool:
     return method == "DELETE" or (method == "POST" and path.endswith("/restore"))
 
 
-def _check_admin(request: Request, key: str | None) -> None:
+def admin_refusal(request: Request, key: str | None) -> JSONResponse | None:
+    """Why an erasure request may not pass (403: erasure over HTTP is off; 401: not the admin
+    key), or None; checked before anything else of the request, so a caller without the key
+    learns nothing about the endpoint's parameters."""
     if key is None:
-        raise HTTPException(
-            403, "erasure over HTTP is off: set LIFECYCLE_ADMIN_KEY, or use `lifecycle users delete`"
+        return JSONResponse(
+            {"detail": "erasure over HTTP is off: set LIFECYCLE_ADMIN_KEY, or use `lifecycle users delete`"},
+            403,
         )
     given = request.headers.get("x-api-key", "")
     auth = request.headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         given = auth[7:]
     if not hmac.compare_digest(given.encode(), key.encode()):
-        raise HTTPException(401, "missing or wrong admin key", headers=ADMIN_HEADERS)
+        return JSONResponse({"detail": "missing or wrong admin key"}, 401, headers=ADMIN_HEADERS)
+    return None
 
 
 def erasure_routes(settings: Settings, redis: AnyRedis, collector: Collector) -> APIRouter:
     router = APIRouter()
-    key = settings.admin_key.get_secret_value() if settings.admin_key is not None else None
     prefix = settings.key_prefix
 
     async def submit(action: str, user_id: str, requester: str) -> dict[str, Any]:
@@ -80,36 +95,25 @@ def erasure_routes(settings: Settings, redis: AnyRedis, collector: Collector) ->
     @router.delete(
         "/users/{user_id:user_id}",
         status_code=202,
-        responses={
-            401: {"description": "missing or wrong admin key"},
-            403: {"description": "erasure is off"},
-        },
+        responses=_REQUEST_REPLIES,
     )
-    async def erase_user(request: Request, user_id: UserPath, requester: Requester) -> dict[str, Any]:
+    async def erase_user(user_id: UserPath, requester: Requester) -> dict[str, Any]:
         """Erase a user from every record, count, index, audience and pending trigger, and drop
         its later events until a restore (admin key). Applied by its worker, in order."""
-        _check_admin(request, key)
         return await submit("erase", user_id, requester)
 
     @router.post(
         "/users/{user_id:user_id}/restore",
         status_code=202,
-        responses={
-            401: {"description": "missing or wrong admin key"},
-            403: {"description": "erasure is off"},
-        },
+        responses=_REQUEST_REPLIES,
     )
-    async def restore_user(request: Request, user_id: UserPath, requester: Requester) -> dict[str, Any]:
+    async def restore_user(user_id: UserPath, requester: Requester) -> dict[str, Any]:
         """Lift an erasure's suppression: later events of the id make a new user (admin key)."""
-        _check_admin(request, key)
         return await submit("restore", user_id, requester)
 
-    @router.get("/erasures", responses={401: {"description": "missing or wrong admin key"}})
-    async def get_erasures(
-        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-    ) -> dict[str, Any]:
+    @router.get("/erasures", responses=_ADMIN_REPLIES)
+    async def get_erasures(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         """The latest erase and restore requests, newest first: when, who, how, status; no ids."""
-        _check_admin(request, key)
         return {"erasures": [e.to_json() for e in await erasure_log.latest(redis, prefix, limit)]}
 
     return router
