@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.core.durations import parse_duration
@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         "and assets needs `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 otherwise); "
         "`lifecycle api` refuses to listen on a non-loopback LIFECYCLE_API_HOST without it (an empty "
         "value counts as none)",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="the key of the API's erasure endpoints (`DELETE /users/{id}`, `POST "
+        "/users/{id}/restore`, `GET /erasures`), as `Authorization: Bearer <key>` or `X-API-Key`; "
+        "neither the API key nor a write key opens them. Unset (or empty): they answer 403 and "
+        "erasure goes through `lifecycle users delete`",
     )
     write_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -297,12 +304,25 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "admin_key")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
         """An empty key (`LIFECYCLE_API_KEY=` left blank in an env file) is no key: a blank
         key would accept every request that sends none."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @model_validator(mode="after")
+    def _separate_keys(self) -> Settings:
+        """Each key opens one kind of door: an admin key equal to the API key or to a write key
+        would let a reader or a tracking snippet erase users."""
+        if self.admin_key is not None:
+            admin = self.admin_key.get_secret_value()
+            others = [k.get_secret_value() for k in self.write_keys]
+            if self.api_key is not None:
+                others.append(self.api_key.get_secret_value())
+            if admin in others:
+                raise ValueError("LIFECYCLE_ADMIN_KEY must differ from LIFECYCLE_API_KEY and every write key")
+        return self
 
     @field_validator("max_future", "whatif_max_new_window")
     @classmethod

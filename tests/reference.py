@@ -396,3 +396,29 @@ def audience(
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def without_erased(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events that survive the erase and restore control messages in `history`.
+
+    Duplicates go first (an event id counts once, wherever it comes); then, in order, an
+    erase drops every earlier event of its user and every later one until a restore.
+    """
+    seen: set[str] = set()
+    kept: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    blocked: set[str] = set()
+    for i, item in enumerate(history):
+        uid = item["user_id"]
+        if "control" in item:
+            if item["control"] == "erase":
+                kept[uid] = []
+                blocked.add(uid)
+            else:
+                blocked.discard(uid)
+            continue
+        if item["event_id"] in seen:
+            continue
+        seen.add(item["event_id"])
+        if uid not in blocked:
+            kept.setdefault(uid, []).append((i, item))
+    return [item for _, item in sorted(pair for events in kept.values() for pair in events)]

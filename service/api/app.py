@@ -29,6 +29,7 @@ from service.api.ops import EndOffsets, Ops
 from service.api.population import PopulationMetrics
 from service.api.request_metrics import RequestMetrics
 from service.api.routes.collect import collect_routes
+from service.api.routes.erasure import admin_refusal, erasure_routes, is_admin_request
 from service.api.routes.funnel import funnel_routes
 from service.api.routes.health import KafkaProbe, health_routes
 from service.api.routes.indicators import indicator_routes
@@ -112,6 +113,18 @@ def _refuse_write_keys(app: FastAPI, write_keys: list[bytes]) -> None:
         return await call_next(request)
 
 
+def _guard_admin(app: FastAPI, key: str | None) -> None:
+    """The erasure endpoints take the admin key alone, checked before their parameters."""
+
+    @app.middleware("http")
+    async def check_admin_key(request: Request, call_next: Any) -> Any:
+        if is_admin_request(request.method, request.url.path):
+            refusal = admin_refusal(request, key)
+            if refusal is not None:
+                return refusal
+        return await call_next(request)
+
+
 def _require_api_key(app: FastAPI, key: str) -> None:
     """`Authorization: Bearer <key>` or `X-API-Key: <key>` on everything but the open paths
     and the tracking API (which has its write keys), compared in constant time; declared in
@@ -123,6 +136,8 @@ def _require_api_key(app: FastAPI, key: str) -> None:
         path = request.url.path
         if path in OPEN_PATHS or _takes_write_keys(path) or is_console_path(path):
             return await call_next(request)
+        if is_admin_request(request.method, path):
+            return await call_next(request)  # the admin key (`_guard_admin`)
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
@@ -193,6 +208,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     app.state.collector = collector
     app.state.history = history
     _refuse_repeated_parameters(app)
+    _guard_admin(app, settings.admin_key.get_secret_value() if settings.admin_key is not None else None)
     if settings.api_key is not None:
         _require_api_key(app, settings.api_key.get_secret_value())
     write_keys = [k.get_secret_value().encode() for k in settings.write_keys if k.get_secret_value()]
@@ -201,6 +217,7 @@ def create_api(settings: Settings, redis: AnyRedis | None = None) -> FastAPI:
     # The order is the routing precedence and the OpenAPI document's order.
     app.include_router(audience_routes(audiences))
     app.include_router(console_routes(history, ops))
+    app.include_router(erasure_routes(settings, client, collector))
     app.include_router(user_routes(queries))
     app.include_router(trigger_routes(queries))
     app.include_router(lifecycle_routes(queries, profile, settings))

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from service.core.envelopes import envelopes
 from service.core.events import TimeBounds, validate_event
+from service.core.partitioning import partition_for
 from service.kafka.options import aiokafka_options
 from service.settings import Settings
 
@@ -171,6 +172,23 @@ class Collector:
                     503, f"the broker did not acknowledge the events: {exc!r}", retry_after=5
                 ) from exc
         return Collected(len(accepted), rejected, len(messages))
+
+    async def send_control(self, user_id: str, value: bytes) -> None:
+        """Write one control message to the partition of `user_id` and wait for `acks=all`."""
+        s = self.settings
+        producer = await self._ready_producer()
+        try:
+            sent = await producer.send(
+                s.events_topic,
+                value=value,
+                key=user_id.encode(),
+                partition=partition_for(user_id, s.partitions),
+            )
+            await asyncio.wait_for(sent, s.collector_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise CollectorError(
+                503, f"the broker did not acknowledge the request: {exc!r}", retry_after=5
+            ) from exc
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -23,6 +23,7 @@ from service.cli.reach import (
     quiet_client_libraries,
     redis_unreachable,
 )
+from service.cli.users import add_parser as users_parser
 from service.core.events import validate_event
 from service.core.profile import ProfileError
 from service.kafka.publisher import PublishError, publish_events
@@ -282,6 +283,16 @@ def cmd_audience(args: argparse.Namespace) -> None:
     run_audience(args, settings)
 
 
+def cmd_users(args: argparse.Namespace) -> None:
+    from service.cli.users import run_users
+
+    settings = _settings()
+    check_redis(settings)
+    if args.action != "log":
+        check_kafka(settings)
+    run_users(args, settings)
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from service.dev.stack import run_dev
 
@@ -352,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--campaign", required=True, help="run key: the same key gives the same event ids")
             a.add_argument("--topic", help="default LIFECYCLE_AUDIENCES_TOPIC (lifecycle-audiences)")
         a.set_defaults(func=cmd_audience)
+
+    users_parser(sub).set_defaults(func=cmd_users)
 
     health = sub.add_parser(
         "healthcheck", help="exit 0 if the local API or worker answers (container probes)"

@@ -12,8 +12,8 @@ from collections import Counter
 
 from service.core import counters as ctr
 from service.core.calendar import Calendar
+from service.core.contributions import add_population
 from service.core.events import Event
-from service.core.funnel import REGISTRATION
 from service.core.lifecycle import Thresholds, state_at
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.retention import RetentionRule
@@ -42,31 +42,10 @@ def move_channel(
     sums: dict[str, float],
 ) -> str:
     """Move a user seen without a channel to `channel`, with their counts; returns the old one.
-    Counts: every per-channel counter the user is in (users, stages, orders, payers,
-    registered, cohort, retained) and the revenue sum move from the old channel to the new."""
+    Counts: every population counter the user is in (`service.core.contributions`) and the
+    revenue sum move from the old channel to the new."""
     old = rec.channel
-    counts[ctr.users(old)] -= 1
-    counts[ctr.users(channel)] += 1
-    for k in range(rec.stage + 1):
-        counts[ctr.stage(old, k)] -= 1
-        counts[ctr.stage(channel, k)] += 1
-    if rec.orders:
-        counts[ctr.orders(old)] -= rec.orders
-        counts[ctr.orders(channel)] += rec.orders
-        counts[ctr.payers(old)] -= 1
-        counts[ctr.payers(channel)] += 1
-    if rec.counts.get(REGISTRATION):
-        counts[ctr.registered(old)] -= 1
-        counts[ctr.registered(channel)] += 1
-    day = rule.calendar.day(rec.first_seen)
-    counts[ctr.cohort(old, day)] -= 1
-    counts[ctr.cohort(channel, day)] += 1
-    for i, after_days in enumerate(rule.days):
-        if rec.retained & (1 << i):
-            counts[ctr.retained(old, day, after_days)] -= 1
-            counts[ctr.retained(channel, day, after_days)] += 1
-    if rec.revenue:
-        sums[ctr.revenue(old)] -= rec.revenue
-        sums[ctr.revenue(channel)] += rec.revenue
+    add_population(rec, -1, rule.days, rule.calendar, counts, sums)
     rec.channel = channel
+    add_population(rec, 1, rule.days, rule.calendar, counts, sums)
     return old

@@ -9,13 +9,15 @@ passing of time. Neither reads a clock: the caller passes it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from service.core import counters as ctr
 from service.core.acquisition import first_sight, move_channel
 from service.core.calendar import Calendar
+from service.core.contributions import add_population
 from service.core.durations import DAY_MS
+from service.core.erasure import CONTROL_TYPES, ERASE, RESTORE, cancel_pending
 from service.core.events import Event
 from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
@@ -57,6 +59,9 @@ class BatchResult(IndexChanges):
     gaps: list[tuple[str, int]] = field(default_factory=list)  # (channel, gap ms) of each return
     conversions: list[tuple[int, int]] = field(default_factory=list)  # (stage index, ms since first seen)
     triggers: TriggerLog = field(default_factory=TriggerLog)
+    deleted: set[str] = field(default_factory=set)  # erased users: their records go
+    suppress: set[str] = field(default_factory=set)  # ids the suppression list gains
+    unsuppress: set[str] = field(default_factory=set)  # ids it loses (restored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ def apply_events(
     swept: int,
     profile: Profile,
     first_index_window: int | None = None,
+    suppressed: Collection[str] = (),
 ) -> BatchResult:
     """Apply `events` in order; `swept` is the clock up to which the partition was swept.
 
@@ -124,6 +130,10 @@ def apply_events(
     Each aspect is one step that adds its counter changes to `out.counts` (and `out.sums`):
     first sight (acquisition), the user's clock and state (`_advance`), the funnel, orders
     and revenue, triggers; the indexes are placed once per user at the end.
+
+    `suppressed` are the batch's users on the suppression list: their events are dropped
+    and counted. Erase and restore control events (`service.core.erasure`) change it, in
+    order with the events.
     """
     rules = _Rules.of(profile, first_index_window)
     out = BatchResult()
@@ -138,9 +148,25 @@ def apply_events(
     live: dict[str, UserRecord | None] = {}
     dirty_active: set[str] = set()
     dirty_first: set[str] = set()
+    blocked = set(suppressed)
 
     for ev in events:
         uid = ev.user_id
+        if uid in blocked or ev.type in CONTROL_TYPES:
+            if ev.type == ERASE:
+                if uid not in live:
+                    found = stored.get(uid)
+                    class_before[uid] = rfm_class(found, rules.rfm) if found is not None else 0
+                    live[uid] = found.copy() if found is not None else None
+                _erase(uid, live[uid], rules, out)
+                live[uid] = None
+                blocked.add(uid)
+            elif ev.type == RESTORE:
+                counts[ctr.RESTORED] += 1
+                blocked.discard(uid)
+            else:
+                counts[ctr.SUPPRESSED] += 1
+            continue
         ts = ev.ts
         if ts > out.watermark:
             out.watermark = ts
@@ -193,7 +219,13 @@ def apply_events(
 
     for uid, maybe in live.items():
         if maybe is None:
+            if uid in out.deleted:
+                # erased: out of the indexes it was in before this batch too
+                if class_before.get(uid):
+                    out.rfm_removals[class_before[uid]].append(uid)
+                out.due_index[uid] = None
             continue
+        out.deleted.discard(uid)  # erased, restored and seen again within the batch
         out.records[uid] = maybe
         out.place(  # positional: once per user of the batch
             uid,
@@ -205,7 +237,21 @@ def apply_events(
             uid in dirty_first,
             rules.keep_first,
         )
+    changed = blocked.symmetric_difference(suppressed)
+    out.suppress = changed & blocked
+    out.unsuppress = changed - blocked
     return out
+
+
+def _erase(uid: str, rec: UserRecord | None, rules: _Rules, out: BatchResult) -> None:
+    """Take the user out of every population count and index and cancel their triggers."""
+    out.counts[ctr.ERASED] += 1
+    out.deleted.add(uid)
+    if rec is None:
+        return
+    add_population(rec, -1, rules.retention.days, rules.calendar, out.counts, out.sums)
+    cancel_pending(rec, out.counts)
+    out.index_removals[rec.channel].append(uid)
 
 
 _MOVED_ACTIVE = 1  # last_active or channel changed: the active and RFM indexes

@@ -107,6 +107,9 @@ UNDELIVERABLE = "undeliverable"  # dead letters or re-routed events no send coul
 UNKNOWN_USER = "unknown_user_events"
 APPLIED = "applied"
 LOG_REBASED = "log_rebased"  # the events topic became a new log under the applied offset
+ERASED = "erasures"  # erase requests applied (service.core.erasure)
+RESTORED = "restores"  # restore requests applied: the id left the suppression list
+SUPPRESSED = "suppressed_events"  # events of an erased id, dropped
 
 
 def split(name: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ MAX_ID_LEN = 128
 # Redis key or a metric label unbounded: per-type counts are kept only for the profile's
 # own types, and metrics count unknown types as `other`.
 MAX_TYPE_LEN = 128
+# Types of the service's own control messages (service.core.erasure): never an event's.
+RESERVED_TYPE_PREFIX = "$lifecycle_"
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: the default earliest event time
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z: no bound may reach past it
 MAX_AMOUNT = 1e12
@@ -94,10 +97,15 @@ class Rejected:
     index: int | None = None
 
 
+ControlDecoder = Callable[[dict[str, Any]], "Event | str"]
+"""Turns a control message (an object with a `control` field) into its event, or a reason."""
+
+
 def decode_message(
-    value: bytes | None, bounds: TimeBounds = DEFAULT_BOUNDS
+    value: bytes | None, bounds: TimeBounds = DEFAULT_BOUNDS, control: ControlDecoder | None = None
 ) -> tuple[list[Event], list[Rejected]]:
-    """Decode one Kafka message value (single event or envelope) into events and rejects."""
+    """Decode one Kafka message value (single event or envelope) into events and rejects;
+    with `control`, an object with a `control` field is decoded by it."""
     if not value:
         return [], [Rejected("empty message", value or b"")]
     try:
@@ -105,17 +113,22 @@ def decode_message(
     except orjson.JSONDecodeError as exc:
         return [], [Rejected(f"not JSON: {exc}", value)]
     if isinstance(doc, dict):
-        item = validate_event(doc, bounds)
-        if isinstance(item, str):
-            return [], [Rejected(item, value)]
-        return [item], []
+        one = control(doc) if control is not None and "control" in doc else validate_event(doc, bounds)
+        if isinstance(one, str):
+            return [], [Rejected(one, value)]
+        return [one], []
     if isinstance(doc, list):
         if not doc:
             return [], [Rejected("empty envelope", value)]
         events: list[Event] = []
         rejected: list[Rejected] = []
         for i, raw in enumerate(doc):
-            item = validate_event(raw, bounds) if isinstance(raw, dict) else "event is not a JSON object"
+            if not isinstance(raw, dict):
+                item: Event | str = "event is not a JSON object"
+            elif control is not None and "control" in raw:
+                item = control(raw)
+            else:
+                item = validate_event(raw, bounds)
             if isinstance(item, str):
                 rejected.append(Rejected(item, _dump(raw), i))
             else:
@@ -138,6 +151,10 @@ def validate_event(doc: dict[str, Any], bounds: TimeBounds = DEFAULT_BOUNDS) -> 
     etype = doc.get("type")
     if not isinstance(etype, str) or not 0 < len(etype) <= MAX_TYPE_LEN or not etype.isprintable():
         return f"type must be a printable string of 1..{MAX_TYPE_LEN} characters"
+    if etype.startswith(RESERVED_TYPE_PREFIX):
+        return (
+            f"type {etype[:40]!r}: types beginning with {RESERVED_TYPE_PREFIX!r} are reserved for the service"
+        )
     ts = parse_ts(doc.get("ts"))
     if isinstance(ts, str):
         return ts

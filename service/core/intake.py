@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from service.core.dedup import event_digest
+from service.core.erasure import control_event
 from service.core.events import Event, Rejected, TimeBounds, decode_message
 from service.core.partitioning import partition_for
 
@@ -84,7 +85,7 @@ def decode_batch(messages: Sequence[Message], partitions: int, bounds: TimeBound
     owner: dict[str, int] = {}
     digests: dict[int, list[bytes]] = defaultdict(list)
     for offset, key, value in messages:
-        events, rejected = decode_message(value, bounds)
+        events, rejected = decode_message(value, bounds, control_event)
         items = []
         for ev in events:
             digest = event_digest(ev.event_id)

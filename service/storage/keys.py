@@ -64,6 +64,11 @@ class PartitionKeys:
         """Stream: fired triggers (CloudEvents) committed with the state, not yet relayed to Kafka."""
         return f"{self.tag}:outbox"
 
+    @property
+    def erased(self) -> str:
+        """Set: digests of the erased user ids whose events are dropped (`service.core.erasure`)."""
+        return f"{self.tag}:erased"
+
     def dedup(self, bucket: int) -> str:
         """Set: digests of the event ids whose ts falls in `bucket` (`service.core.dedup`)."""
         return f"{self.tag}:dd:{bucket}"
@@ -75,6 +80,11 @@ def history(prefix: str) -> str:
     Not a partition's key: one small hash read and written whole, in any cluster slot.
     """
     return f"{prefix}:history"
+
+
+def erasure_log(prefix: str) -> str:
+    """Stream: each erase and restore request, with its time and requester, never the id."""
+    return f"{prefix}:erasures"
 
 
 def all_partitions(prefix: str, partitions: int) -> list[PartitionKeys]:

@@ -21,7 +21,7 @@ for _ = 1, nchecks do
   i = i + 2
 end
 local allowed = {HSET=true, HINCRBY=true, HINCRBYFLOAT=true, ZADD=true, ZREM=true,
-                 SADD=true, EXPIRE=true, ZREMRANGEBYSCORE=true, HDEL=true,
+                 SADD=true, SREM=true, EXPIRE=true, ZREMRANGEBYSCORE=true, HDEL=true,
                  XADD=true}
 local n = #ARGV
 while i <= n do

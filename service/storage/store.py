@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, cast
 from service.core import counters as ctr
 from service.core.batch import BatchResult, SweepResult
 from service.core.dedup import bucket_ttl_s
+from service.core.erasure import suppression_digest
 from service.core.lifecycle import Thresholds, change_offsets
 from service.core.records import UserRecord
 from service.storage.client import AnyRedis, as_text
@@ -85,6 +86,7 @@ class Snapshot:
     records: dict[str, UserRecord | None]
     seen: set[bytes]
     channels: set[str] = field(default_factory=set)  # the partition's channels so far
+    suppressed: set[str] = field(default_factory=set)  # the batch's users on the suppression list
 
 
 class CommitBuilder:
@@ -156,19 +158,22 @@ class RedisStore:
         pipe.smembers(k.channels)
         if uids:
             pipe.hmget(k.users, uids)
+            pipe.smismember(k.erased, [suppression_digest(u) for u in uids])
         for bucket, digests in days:
             pipe.smismember(k.dedup(bucket), digests)
         replies = await pipe.execute()
         meta = Meta(*(as_text(v) for v in replies[0]))
         channels = {as_text(c) for c in replies[1]}
         records: dict[str, UserRecord | None] = {}
+        suppressed: set[str] = set()
         if uids:
             for uid, raw in zip(uids, replies[2], strict=True):
                 records[uid] = UserRecord.unpack(raw) if raw is not None else None
+            suppressed = {uid for uid, hit in zip(uids, replies[3], strict=True) if hit}
         seen: set[bytes] = set()
-        for (_, digests), flags in zip(days, replies[2 + bool(uids) :], strict=True):
+        for (_, digests), flags in zip(days, replies[2 + 2 * bool(uids) :], strict=True):
             seen.update(d for d, hit in zip(digests, flags, strict=True) if hit)
-        return Snapshot(meta, records, seen, channels)
+        return Snapshot(meta, records, seen, channels, suppressed)
 
     async def commit_batch(
         self,
@@ -189,6 +194,9 @@ class RedisStore:
         for uid, rec in result.records.items():
             users += (uid, rec.pack())
         b.add("HSET", k.users, users)
+        b.add("HDEL", k.users, sorted(result.deleted))
+        b.add("SREM", k.erased, [suppression_digest(u) for u in sorted(result.unsuppress)])
+        b.add("SADD", k.erased, [suppression_digest(u) for u in sorted(result.suppress)])
         for channel, members in result.index_removals.items():
             b.add("ZREM", k.active(channel), list(members))
             b.add("ZREM", k.first(channel), list(members))

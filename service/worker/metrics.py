@@ -23,6 +23,9 @@ from service.core.triggers import STATUSES, Fired
 OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed", "undeliverable")
 
 
+_ERASURE_ACTIONS = {ctr.ERASED: "erase", ctr.RESTORED: "restore"}
+
+
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, max_channels: int = 50) -> None:
         self.channel = ChannelLabels(max_channels)
@@ -31,6 +34,12 @@ class WorkerMetrics:
             f"{PREFIX}_events_total",
             "Events seen by the worker, by outcome (applied, duplicate, rejected, misrouted, replayed).",
             ["outcome"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.erasures = Counter(
+            f"{PREFIX}_erasures_total",
+            "Erase and restore requests applied (the user left, or the suppression was lifted).",
+            ["action"],
             **kw,  # type: ignore[arg-type]
         )
         self.events_by_type = Counter(
@@ -240,3 +249,7 @@ class WorkerMetrics:
                 self.recall_outcomes.labels(origin, plan, parts[4], parts[3], channel).inc(delta)
             elif parts[0] == "orders":
                 self.orders.labels(self.channel(parts[1])).inc(delta)
+            elif name == ctr.SUPPRESSED:
+                self.events.labels("suppressed").inc(delta)
+            elif name in _ERASURE_ACTIONS:
+                self.erasures.labels(_ERASURE_ACTIONS[name]).inc(delta)

@@ -17,6 +17,7 @@ from typing import Protocol
 import orjson
 
 from service.core.envelopes import TOO_LARGE_KEEP_BYTES, join_envelope, split_values
+from service.core.erasure import CONTROL_TYPES, as_control_json
 from service.core.events import Event
 from service.core.intake import DeadLetter
 
@@ -96,7 +97,7 @@ def rerouted(
 ) -> list[Outgoing]:
     """Envelopes of events that `target` owns, each under `max_bytes`, marked with the
     partition they came from."""
-    values = [orjson.dumps(e.to_json()) for e in events]
+    values = [orjson.dumps(as_control_json(e) if e.type in CONTROL_TYPES else e.to_json()) for e in events]
     out = []
     start = 0
     for run in split_values(values, len(values), max_bytes):

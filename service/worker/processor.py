@@ -25,6 +25,7 @@ from service.core.channels import cap_channels
 from service.core.cloudevents import STRUCTURED_CONTENT_TYPE
 from service.core.cloudevents import encode as encode_trigger
 from service.core.dedup import dedup_bucket
+from service.core.erasure import CONTROL_TYPES
 from service.core.intake import Message, decode_batch, sort_batch
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
@@ -245,14 +246,16 @@ class PartitionProcessor:
 
         fresh = cap_channels(intake.fresh, snap.channels, settings.max_channels)
         swept = snap.meta.swept_ms
-        if swept is None and fresh:
-            swept = min(e.ts for e in fresh)
+        if swept is None:
+            # the first events start the partition's clock (a control message's request time does not)
+            swept = min((e.ts for e in fresh if e.type not in CONTROL_TYPES), default=None)
         result = apply_events(
             snap.records,
             fresh,
             swept if swept is not None else 0,
             self.profile,
             settings.first_index_window_ms,
+            snap.suppressed,
         )
         stats.applied = result.counts.get(ctr.APPLIED, 0)
         tx.prepare(

@@ -167,8 +167,23 @@ def test_the_asyncapi_document_describes_the_topics_and_its_references_exist() -
                 walk(item)
 
     walk(doc)
-    assert len(refs) == 4
+    assert len(refs) == 5
     for ref in refs:
         assert (ROOT / "docs" / ref).resolve().is_file(), ref
     for op in doc["operations"].values():
         assert op["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
+
+
+def test_control_messages_the_worker_reads_match_their_schema() -> None:
+    from service.core.erasure import ERASE, control_event, control_message
+
+    for kind in ("erase", "restore"):
+        doc = orjson.loads(control_message(kind, "u/1", "req", T0))
+        validator("control.schema.json").validate(doc)
+        assert not isinstance(control_event(doc), str)
+    bad = {"control": "erase", "user_id": "u", "request_id": "r", "ts": T0, "x": 1}
+    assert isinstance(control_event(bad), str)
+    assert not validator("control.schema.json").is_valid(bad)
+    reserved = {"event_id": "e", "user_id": "u", "type": ERASE, "ts": T0}
+    assert isinstance(validate_event(reserved), str)
+    assert not validator("event.schema.json").is_valid(reserved)
