@@ -20,6 +20,7 @@ from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
 from service.core.indexes import IndexChanges
 from service.core.lifecycle import Thresholds, state_at, timed_transitions
+from service.core.named_funnels import FunnelPlan, count_change, note_time
 from service.core.profile import FunnelStage, Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.retention import RetentionRule, move_first_day, note_activity
@@ -75,6 +76,7 @@ class _Rules:
     plan: TriggerPlan
     attribution: int
     keep_first: int
+    funnels: FunnelPlan | None  # the named funnels (None: none)
 
     @classmethod
     def of(cls, profile: Profile, first_index_window: int | None) -> _Rules:
@@ -95,6 +97,7 @@ class _Rules:
             TriggerPlan.of(profile),
             trig.attribution_window,
             max(first_index_window or 0, th.new_window),
+            FunnelPlan.of(profile.funnels, profile.calendar),
         )
 
 
@@ -117,7 +120,7 @@ def apply_events(
 
     Each aspect is one step that adds its counter changes to `out.counts` (and `out.sums`):
     first sight (acquisition), the user's clock and state (`_advance`), the funnel, orders
-    and revenue, triggers; the indexes are placed once per user at the end.
+    and revenue, triggers; the named funnels' counters and the indexes once per user at the end.
     """
     rules = _Rules.of(profile, first_index_window)
     out = BatchResult()
@@ -132,6 +135,8 @@ def apply_events(
     live: dict[str, UserRecord | None] = {}
     dirty_active: set[str] = set()
     dirty_first: set[str] = set()
+    funnels = rules.funnels
+    keep_times = funnels.keep if funnels is not None else {}
 
     for ev in events:
         uid = ev.user_id
@@ -174,6 +179,9 @@ def apply_events(
             set_traits(rec, ev.properties.get("traits"), trait_names)
         if ev.type in counted_types:
             count_step(rec, ev.type, ts, rules.funnel, rules.steps, counts, out.conversions)
+        keep = keep_times.get(ev.type)
+        if keep is not None:
+            note_time(rec, ev.type, ts, keep)
         if ev.type in revenue_types:
             added = count_order(rec, ev.amount, ts, rules.rfm, counts)
             if added:
@@ -189,6 +197,8 @@ def apply_events(
         if maybe is None:
             continue
         out.records[uid] = maybe
+        if funnels is not None:
+            count_change(stored.get(uid), maybe, funnels, counts)
         out.place(  # positional: once per user of the batch
             uid,
             maybe,
