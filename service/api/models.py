@@ -92,6 +92,12 @@ class NamedFunnelOut(BaseModel):
     cohorts: list[FunnelCohort] | None = None  # with cohort=week
 
 
+class UserFunnel(BaseModel):
+    step: str  # the furthest step counted for the user
+    step_index: int
+    entered_at: int  # when the user entered the funnel (epoch ms)
+
+
 class User(BaseModel):
     user_id: str
     state: str
@@ -106,6 +112,7 @@ class User(BaseModel):
     revenue: float
     event_counts: dict[str, int]
     traits: dict[str, str | int | float | bool] = {}  # the profile's named traits, from identify calls
+    funnels: dict[str, UserFunnel] = {}  # the named funnels the user entered
 
 
 class RejectedEvent(BaseModel):

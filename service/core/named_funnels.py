@@ -25,6 +25,7 @@ import bisect
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from service.core import counters as ctr
 from service.core.calendar import Calendar
@@ -89,6 +90,17 @@ def position(firsts: Mapping[str, list[int]], funnel: NamedFunnel) -> tuple[int,
     deadline = None if window is None else entry + window
     at = max(k for k, r in enumerate(reached) if r is not None and (deadline is None or r <= deadline))
     return at, entry
+
+
+def positions(firsts: Mapping[str, list[int]], funnels: tuple[NamedFunnel, ...]) -> dict[str, dict[str, Any]]:
+    """A user's step and entry time in each named funnel they entered (their document)."""
+    out: dict[str, dict[str, Any]] = {}
+    for funnel in funnels:
+        found = position(firsts, funnel)
+        if found is not None:
+            at, entry = found
+            out[funnel.name] = {"step": funnel.steps[at].name, "step_index": at, "entered_at": entry}
+    return out
 
 
 def week_of(day: int) -> int:

@@ -103,6 +103,15 @@ async def test_named_funnels_equal_the_reference(broker: Any, redis_url: str, tm
                 want_ch = ref.named_funnel_users(users, profile, funnel.name, channels[0], week)
                 assert _steps(cohort) == want_ch
 
+        for uid in sorted(users)[:40]:  # each user's own step and entry
+            got = (await api.get(f"/users/{uid}")).json()["funnels"]
+            want_user = {}
+            for funnel in profile.funnels:
+                if (found := ref.funnel_position(users[uid], funnel)) is not None:
+                    step = funnel.steps[found[0]].name
+                    want_user[funnel.name] = {"step": step, "step_index": found[0], "entered_at": found[1]}
+            assert got == want_user, uid
+
         missing = await api.get("/funnels/nope")
         assert missing.status_code == 404
         assert (
