@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.core.events import validate_event
+from service.core.funnel_rules import NamedFunnel, Order
 from service.core.lifecycle import Thresholds, state_at
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
@@ -29,6 +30,7 @@ class RefUser:
     counts: Counter[str] = field(default_factory=Counter)
     orders: int = 0
     revenue: float = 0.0
+    times: dict[str, list[int]] = field(default_factory=dict)  # every applied event's time, by type
 
 
 _EPOCH = date(1970, 1, 1)
@@ -71,6 +73,7 @@ def reference(events: list[dict[str, Any]], profile: Profile) -> dict[str, RefUs
         if user.channel is None and ev.channel:
             user.channel = ev.channel
         user.counts[ev.type] += 1
+        user.times.setdefault(ev.type, []).append(ev.ts)
         if ev.type in profile.revenue_types:
             user.orders += 1
             user.revenue += ev.amount or 0.0
@@ -83,6 +86,65 @@ def stage_of(user: RefUser, profile: Profile) -> int:
         if user.counts[stage.event] >= stage.nth:
             reached = i
     return reached
+
+
+def funnel_position(user: RefUser, funnel: NamedFunnel) -> tuple[int, int] | None:
+    """(index of the user's step, entry time) in a named funnel, or None: the definitions of
+    docs/api.md#named-funnels, walking the user's events in time order."""
+    history = sorted((ts, etype) for etype, times in user.times.items() for ts in times)
+    seen: Counter[str] = Counter()
+    reached: dict[int, int] = {}  # step index -> when its nth event happened
+    for ts, etype in history:
+        seen[etype] += 1
+        for k, step in enumerate(funnel.steps):
+            if step.event == etype and seen[etype] == step.nth:
+                reached[k] = ts
+    if not reached:
+        return None
+    if funnel.order is Order.STRICT:
+        if 0 not in reached:
+            return None
+        entry, at = reached[0], 0
+        for k in range(1, len(funnel.steps)):
+            if k not in reached or reached[k] < reached[k - 1]:
+                break
+            if funnel.window is not None and reached[k] - entry > funnel.window:
+                break
+            at = k
+        return at, entry
+    entry = min(reached.values())
+    within = [k for k, ts in reached.items() if funnel.window is None or ts - entry <= funnel.window]
+    return max(within), entry
+
+
+def entry_week(ts: int, profile: Profile) -> int:
+    """The day number of the Monday of the week `ts` falls in, in the profile's time zone."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    day = datetime.fromtimestamp(ts / 1000, ZoneInfo(profile.calendar.name)).date()
+    return (day - timedelta(days=day.weekday()) - date(1970, 1, 1)).days
+
+
+def named_funnel_users(
+    users: dict[str, RefUser],
+    profile: Profile,
+    name: str,
+    channel: str | None = None,
+    week: int | None = None,
+) -> list[int]:
+    """Users at each step of the named funnel or further, of a channel and entry week or all."""
+    funnel = next(f for f in profile.funnels if f.name == name)
+    out = [0] * len(funnel.steps)
+    for user in users.values():
+        found = funnel_position(user, funnel)
+        if found is None or (channel is not None and (user.channel or "-") != channel):
+            continue
+        if week is not None and entry_week(found[1], profile) != week:
+            continue
+        for k in range(found[0] + 1):
+            out[k] += 1
+    return out
 
 
 def lifecycle_counts(

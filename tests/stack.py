@@ -119,6 +119,10 @@ async def assert_matches_reference(
         assert [s["users"] for s in funnel["stages"]] == ref.funnel_users(users, profile, channel), channel
     funnel = (await api.get("/funnel")).json()
     assert [s["users"] for s in funnel["stages"]] == ref.funnel_users(users, profile)
+    listed = {f["name"]: f for f in (await api.get("/funnels")).json()["funnels"]}
+    for named in profile.funnels:  # the named funnels, overall (per channel: test_funnels_api.py)
+        want = ref.named_funnel_users(users, profile, named.name)
+        assert [s["users"] for s in listed[named.name]["steps"]] == want, named.name
     for uid in sorted(users)[:25]:
         got = (await api.get(f"/users/{uid}")).json()
         want = users[uid]

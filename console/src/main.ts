@@ -6,11 +6,11 @@
 import { forgetKey, getJson, installKeyPrompt } from "./api";
 import { AudiencesPanel } from "./audiences";
 import { clockText } from "./format";
-import { funnelPath, renderFunnel, syncChannels } from "./funnel";
+import { describeFunnel, funnelPath, renderFunnel, syncChannels, syncOptions } from "./funnel";
 import { renderGlance } from "./glance";
 import { HistoryChart, renderStates } from "./lifecycle";
 import { renderTriggers } from "./triggers";
-import type { Audiences, Funnel, History, Indicators, Lifecycle, Ops, TriggerSummary } from "./types";
+import type { Audiences, Funnel, FunnelList, History, Indicators, Lifecycle, NamedFunnel, Ops, TriggerSummary } from "./types";
 import "./style.css";
 
 const params = new URLSearchParams(location.search);
@@ -26,6 +26,7 @@ function byId<T extends HTMLElement>(id: string): T {
 
 const status = byId<HTMLParagraphElement>("status");
 const channelSelect = byId<HTMLSelectElement>("funnel-channel");
+const funnelSelect = byId<HTMLSelectElement>("funnel-name");
 const pauseButton = byId<HTMLButtonElement>("pause");
 const chart = new HistoryChart(byId("history-chart"));
 const audiences = new AudiencesPanel(byId("audiences"));
@@ -70,12 +71,14 @@ async function settle<T>(promise: Promise<T>): Promise<T | Error> {
 
 async function refresh(): Promise<void> {
   const channel = channelSelect.value;
-  const funnelSource = funnelPath(channel);
-  const [now, history, indicators, funnel, triggers, ops, aud] = await Promise.all([
+  const funnelName = funnelSelect.value;
+  const funnelSource = funnelPath(funnelName, channel);
+  const [now, history, indicators, funnel, funnels, triggers, ops, aud] = await Promise.all([
     settle(getJson<Lifecycle>("/lifecycle")),
     settle(getJson<History>(HISTORY)),
     settle(getJson<Indicators>("/indicators")),
-    settle(getJson<Funnel>(funnelSource)),
+    settle(getJson<Funnel | NamedFunnel>(funnelSource)),
+    settle(getJson<FunnelList>("/funnels")),
     settle(getJson<TriggerSummary>("/triggers/summary")),
     settle(getJson<Ops>("/ops")),
     settle(getJson<Audiences>("/audiences")),
@@ -89,9 +92,14 @@ async function refresh(): Promise<void> {
     renderGlance(byId("glance"), byId("ops-note"), indicators, ops);
     syncChannels(channelSelect, (indicators.by_channel ?? []).map((c) => c.channel));
   }
-  if (channelSelect.value === channel) {
+  if (!(funnels instanceof Error)) {
+    syncOptions(funnelSelect, funnels.funnels.map((f) => f.name).filter((n) => n !== "core"), (n) => n);
+  }
+  if (channelSelect.value === channel && funnelSelect.value === funnelName) {
     if (funnel instanceof Error) panelError("funnel", funnel);
-    else renderFunnel(byId("funnel"), funnel, funnelSource);
+    else if ("stages" in funnel) renderFunnel(byId("funnel"), funnel.stages, funnelSource, "stages");
+    else renderFunnel(byId("funnel"), funnel.steps, funnelSource, "steps");
+    byId("funnel-note").textContent = describeFunnel(funnels instanceof Error ? null : funnels, funnelName);
   }
   if (triggers instanceof Error) panelError("triggers", triggers);
   else renderTriggers(byId("triggers"), triggers);
@@ -121,7 +129,9 @@ function cycle(): Promise<void> {
   return running;
 }
 
-channelSelect.addEventListener("change", () => void (running ? running.then(cycle) : cycle()));
+for (const select of [channelSelect, funnelSelect]) {
+  select.addEventListener("change", () => void (running ? running.then(cycle) : cycle()));
+}
 pauseButton.addEventListener("click", () => {
   paused = !paused;
   pauseButton.setAttribute("aria-pressed", String(paused));

@@ -30,6 +30,19 @@ export interface Funnel {
   stages: FunnelStage[];
 }
 
+export interface NamedFunnel {
+  name: string;
+  channel: string | null;
+  order: string;
+  window: string | null;
+  steps: FunnelStage[];
+}
+
+export interface FunnelList {
+  channel: string | null;
+  funnels: { name: string; order: string; window: string | null; entered: number; completed: number; conversion: number | null }[];
+}
+
 export interface Indicators {
   as_of: number;
   users: number;

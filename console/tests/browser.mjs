@@ -81,6 +81,7 @@ async function numbersMatch(page, mustHave) {
 async function accessibleControls(page, audiences) {
   const checks = [
     page.getByRole("combobox", { name: "Channel" }),
+    page.getByRole("combobox", { name: "Funnel" }),
     page.getByRole("button", { name: "Pause live updates" }),
     page.getByRole("button", { name: "API key…" }),
     page.getByRole("link", { name: "Skip to the dashboard" }),
@@ -106,7 +107,7 @@ async function accessibleControls(page, audiences) {
     });
     reached.add(id);
   }
-  for (const id of ["Skip to the dashboard", "pause", "change-key", "funnel-channel", "Show the history as a table", ...audiences.map((a) => a.name)]) {
+  for (const id of ["Skip to the dashboard", "pause", "change-key", "funnel-name", "funnel-channel", "Show the history as a table", ...audiences.map((a) => a.name)]) {
     assert.ok(reached.has(id), `Tab never reaches ${id} (reached: ${[...reached].join(", ")})`);
   }
 }
@@ -205,6 +206,22 @@ async function main() {
     log(`channel ${channel}: funnel ${channelUsers.join(" > ")} (all channels: ${allUsers.join(" > ")})`);
     if (SHOTS) mkdirSync(SHOTS, { recursive: true });
     if (SHOTS) await page.locator("section[aria-labelledby=h-funnel]").screenshot({ path: join(SHOTS, "console-funnel-channel.png") });
+
+    // The funnel selector, by keyboard: a named funnel of the same channel (GET /funnels/{name}).
+    const named = (await getJson("/funnels")).funnels.filter((f) => f.name !== "core");
+    assert.ok(named.length > 0, "GET /funnels lists no named funnel");
+    await page.focus("#funnel-name");
+    await page.keyboard.press("ArrowDown");
+    const name = await page.$eval("#funnel-name", (s) => s.value);
+    assert.equal(name, named[0].name, "the funnel selector does not offer the named funnels in order");
+    const namedSource = `/funnels/${name}?channel=${encodeURIComponent(channel)}`;
+    await page.waitForSelector(`#funnel [data-metric="${namedSource}"]`, { timeout: TIMEOUT });
+    const namedUsers = (await getJson(namedSource)).steps.map((s) => s.users);
+    await numbersMatch(page, [namedSource]);
+    const note = await page.$eval("#funnel-note", (e) => e.textContent);
+    assert.ok(note.includes(named[0].order === "strict" ? "at or after the previous one" : "any order"), note);
+    log(`funnel ${name}, channel ${channel}: ${namedUsers.join(" > ")} (${note})`);
+    await page.selectOption("#funnel-name", "");
 
     // Live: new users sent to the collector appear without a reload.
     const before = await getJson("/lifecycle");

@@ -54,6 +54,50 @@ class Funnel(BaseModel):
     stages: list[FunnelStageOut]
 
 
+class FunnelStep(BaseModel):
+    name: str
+    event: str
+    nth: int
+    users: int
+
+
+class FunnelSummary(BaseModel):
+    name: str
+    order: str  # any or strict
+    window: str | None  # e.g. 7d; None: no conversion window
+    window_ms: int | None
+    steps: list[FunnelStep]
+    entered: int
+    completed: int
+    conversion: float | None
+
+
+class FunnelList(BaseModel):
+    channel: str | None
+    funnels: list[FunnelSummary]
+
+
+class FunnelCohort(BaseModel):
+    week: str  # the Monday of the week the users entered the funnel, YYYY-MM-DD
+    steps: list[FunnelStageOut]
+
+
+class NamedFunnelOut(BaseModel):
+    name: str
+    channel: str | None
+    order: str
+    window: str | None
+    window_ms: int | None
+    steps: list[FunnelStageOut]
+    cohorts: list[FunnelCohort] | None = None  # with cohort=week
+
+
+class UserFunnel(BaseModel):
+    step: str  # the furthest step counted for the user
+    step_index: int
+    entered_at: int  # when the user entered the funnel (epoch ms)
+
+
 class User(BaseModel):
     user_id: str
     state: str
@@ -68,6 +112,7 @@ class User(BaseModel):
     revenue: float
     event_counts: dict[str, int]
     traits: dict[str, str | int | float | bool] = {}  # the profile's named traits, from identify calls
+    funnels: dict[str, UserFunnel] = {}  # the named funnels the user entered
 
 
 class RejectedEvent(BaseModel):

@@ -30,14 +30,18 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from service.core import counters as ctr
+from service.core.funnel_reports import cohort_users, steps_by_channel
 from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
+from service.core.named_funnels import week_of
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
+from service.storage.funnel_queries import FunnelQueries
 from service.storage.queries import Queries
 from service.storage.scripts import LEASE_HOLD, LEASE_RELEASE
 
 log = logging.getLogger(__name__)
+COHORT_WEEKS = 4  # weekly funnel cohorts exported: this week and the three before
 
 
 class PopulationCollector(Collector):
@@ -54,6 +58,7 @@ class PopulationCollector(Collector):
         self.max_channels = max_channels
         self.audiences = audiences
         self.max_audience_walks = max_audience_walks
+        self.funnels = FunnelQueries(queries)
         self._metrics: list[Metric] = []
 
     async def refresh(self) -> None:
@@ -152,6 +157,7 @@ class PopulationCollector(Collector):
                 assert label is not None
                 cohort.add_metric([str(after_days), label], n)
                 retained.add_metric([str(after_days), label], r)
+        funnel_families = await self._funnels(totals, now, channels, others)
         outbox, scheduled = await q.trigger_backlog()
         pending = GaugeMetricFamily(
             f"{PREFIX}_outbox_pending",
@@ -171,6 +177,7 @@ class PopulationCollector(Collector):
         if self.audiences is not None:
             await self._audience_sizes(self.audiences, audience_sizes)
         self._metrics = [
+            *funnel_families,
             audience_sizes,
             pending,
             waiting,
@@ -185,6 +192,47 @@ class PopulationCollector(Collector):
             orders,
             revenue,
         ]
+
+    async def _funnels(
+        self, totals: dict[str, float], now: int, channels: list[str], others: list[str]
+    ) -> list[Metric]:
+        """Users per step of every funnel (core and named) by channel, and of the named ones by
+        the week the users entered, for the clock's week and the `COHORT_WEEKS` - 1 before it."""
+        definitions = list(self.funnels.definitions.values())
+        steps = GaugeMetricFamily(
+            f"{PREFIX}_funnel_step_users",
+            "Users at each step of each funnel (core: the core path) or further.",
+            labels=["funnel", "step", "channel"],
+        )
+        cohorts = GaugeMetricFamily(
+            f"{PREFIX}_funnel_cohort_users",
+            "Users at each step of a named funnel or further, of those who entered it N weeks "
+            "(Monday-based, in the profile's time zone) before the clock's week.",
+            labels=["funnel", "step", "weeks_ago"],
+        )
+        table = steps_by_channel(totals, definitions)
+        for funnel in definitions:
+            per = table[funnel.name]
+            zeros = [0] * len(funnel.steps)
+            rows = [(ch, per.get(ch, zeros)) for ch in channels]
+            if others:
+                rows.append(
+                    (OTHER_CHANNELS, [sum(per.get(ch, zeros)[k] for ch in others) for k in range(len(zeros))])
+                )
+            for ch, users in rows:
+                for step, n in zip(funnel.steps, users, strict=True):
+                    steps.add_metric([funnel.name, step.name, ch], n)
+        named = [f for f in definitions if f in self.queries.profile.funnels]
+        if named:
+            weekly = await self.funnels.cohort_totals()
+            this_week = week_of(self.queries.profile.calendar.day(now))
+            for funnel in named:
+                by_week = cohort_users(weekly, funnel, None)
+                for ago in range(COHORT_WEEKS):
+                    users = by_week.get(this_week - 7 * ago, [0] * len(funnel.steps))
+                    for step, n in zip(funnel.steps, users, strict=True):
+                        cohorts.add_metric([funnel.name, step.name, str(ago)], n)
+        return [steps, cohorts]
 
     async def _audience_sizes(self, reader: AudienceReader, family: GaugeMetricFamily) -> None:
         """Sizes from range counts for every named audience; walks for at most the bound."""

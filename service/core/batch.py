@@ -23,6 +23,7 @@ from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
 from service.core.indexes import IndexChanges
 from service.core.lifecycle import Thresholds, state_at, timed_transitions
+from service.core.named_funnels import FunnelPlan, contribution, count_change, note_time
 from service.core.profile import FunnelStage, Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
 from service.core.retention import RetentionRule, move_first_day, note_activity
@@ -83,6 +84,7 @@ class _Rules:
     plan: TriggerPlan
     attribution: int
     keep_first: int
+    funnels: FunnelPlan | None  # the named funnels (None: none)
 
     @classmethod
     def of(cls, profile: Profile, first_index_window: int | None) -> _Rules:
@@ -106,6 +108,7 @@ class _Rules:
             TriggerPlan.of(profile),
             trig.attribution_window,
             max(first_index_window or 0, th.new_window),
+            FunnelPlan.of(profile.funnels, profile.calendar),
         )
 
 
@@ -129,7 +132,7 @@ def apply_events(
 
     Each aspect is one step that adds its counter changes to `out.counts` (and `out.sums`):
     first sight (acquisition), the user's clock and state (`_advance`), the funnel, orders
-    and revenue, triggers; the indexes are placed once per user at the end.
+    and revenue, triggers; the named funnels' counters and the indexes once per user at the end.
 
     `suppressed` are the batch's users on the suppression list: their events are dropped
     and counted. Erase and restore control events (`service.core.erasure`) change it, in
@@ -149,6 +152,8 @@ def apply_events(
     dirty_active: set[str] = set()
     dirty_first: set[str] = set()
     blocked = set(suppressed)
+    funnels = rules.funnels
+    keep_times = funnels.keep if funnels is not None else {}
 
     for ev in events:
         uid = ev.user_id
@@ -206,6 +211,9 @@ def apply_events(
             set_traits(rec, ev.properties.get("traits"), trait_names)
         if ev.type in counted_types:
             count_step(rec, ev.type, ts, rules.funnel, rules.steps, counts, out.conversions)
+        keep = keep_times.get(ev.type)
+        if keep is not None:
+            note_time(rec, ev.type, ts, keep)
         if ev.type in revenue_types:
             added = count_order(rec, ev.amount, ts, rules.rfm, rules.calendar, counts)
             if added:
@@ -220,13 +228,20 @@ def apply_events(
     for uid, maybe in live.items():
         if maybe is None:
             if uid in out.deleted:
-                # erased: out of the indexes it was in before this batch too
+                # erased: out of the indexes it was in before this batch too, and the named
+                # funnels (counted by the change from the stored record) lose what it added
                 if class_before.get(uid):
                     out.rfm_removals[class_before[uid]].append(uid)
                 out.due_index[uid] = None
+                old = stored.get(uid)
+                if funnels is not None and old is not None:
+                    for name in contribution(old, funnels):
+                        counts[name] -= 1
             continue
         out.deleted.discard(uid)  # erased, restored and seen again within the batch
         out.records[uid] = maybe
+        if funnels is not None:
+            count_change(stored.get(uid), maybe, funnels, counts)
         out.place(  # positional: once per user of the batch
             uid,
             maybe,

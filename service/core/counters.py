@@ -97,7 +97,18 @@ def recall_outcome(origin: str, channel: str, group: str, outcome: str) -> str:
     return f"tor{SEP}{origin}{SEP}{channel}{SEP}{group}{SEP}{outcome}"
 
 
+def named_funnel(funnel: str, channel: str, step: int) -> str:
+    """Users at step `step` or further of the named funnel `funnel` (service.core.named_funnels)."""
+    return f"fn{SEP}{funnel}{SEP}{channel}{SEP}{step}"
+
+
+def named_funnel_cohort(funnel: str, channel: str, week: int, step: int) -> str:
+    """Of them, those who entered the funnel in the week starting on Monday `week` (a day number)."""
+    return f"fnc{SEP}{funnel}{SEP}{channel}{SEP}{week}{SEP}{step}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
+FUNNEL_COHORT_PREFIX = "fnc|"  # in a hash of their own too: one field per funnel, week, channel, step
 
 
 DUPLICATES = "duplicates"

@@ -9,7 +9,6 @@ field it is about, because a bad profile must fail at start-up, not mid-stream.
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,14 +21,16 @@ import yaml
 from service.core.audience_filters import Audience, AudienceFilterError, parse_audiences
 from service.core.calendar import UTC_CALENDAR, Calendar, TimeZoneError
 from service.core.durations import DurationError, parse_duration
+from service.core.funnel_rules import EVENT_TYPE as _EVENT_TYPE
+from service.core.funnel_rules import NAME as _NAME
+from service.core.funnel_rules import FunnelRulesError, NamedFunnel, parse_funnels
+from service.core.funnel_rules import FunnelStage as FunnelStage  # where callers have always found it
 from service.core.lifecycle import Thresholds, ThresholdsError, idle_thresholds, validate_thresholds
 from service.core.outcome_reports import GenericReports, parse_generic
 from service.core.segment import DEFAULT_EVENT_MAP
 from service.core.traits import parse_trait_names
 from service.core.trigger_rules import TriggerRules, TriggerRulesError, parse_trigger_rules
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _TOP_LEVEL = {
     "name",
     "description",
@@ -37,6 +38,7 @@ _TOP_LEVEL = {
     "activity_types",
     "revenue_types",
     "funnel",
+    "funnels",
     "retention_days",
     "rfm",
     "channel_quality",
@@ -53,15 +55,6 @@ _LIFECYCLE_KEYS = ("new_window", "silent_after", "churn_after", "dead_after")
 
 class ProfileError(ValueError):
     """A profile that cannot be used; the message names the offending field."""
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelStage:
-    """A stage of the core path: reached at the `nth` occurrence of event type `event`."""
-
-    name: str
-    event: str
-    nth: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +102,8 @@ class Profile:
     traits: frozenset[str] = frozenset()
     # where the product's days begin and end (`time_zone`, an IANA name; UTC by default)
     calendar: Calendar = UTC_CALENDAR
+    # the named funnels besides the core path (`funnels:`; service.core.named_funnels)
+    funnels: tuple[NamedFunnel, ...] = ()
 
     def is_activity(self, event_type: str) -> bool:
         if self.activity_types is None:
@@ -119,6 +114,11 @@ class Profile:
     def funnel_events(self) -> frozenset[str]:
         """Event types whose occurrences the funnel counts per user."""
         return frozenset(stage.event for stage in self.funnel)
+
+    @property
+    def named_funnel_events(self) -> frozenset[str]:
+        """Event types whose first times the named funnels keep per user."""
+        return frozenset(step.event for f in self.funnels for step in f.steps)
 
 
 BUILTIN_PROFILES = ("insurance", "fintech", "daily_app")
@@ -159,7 +159,10 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         triggers = parse_trigger_rules(data.get("triggers"), source, idle_thresholds(thresholds))
     except TriggerRulesError as exc:
         raise ProfileError(str(exc)) from exc
-    funnel = _funnel(data.get("funnel"), source)
+    try:
+        funnel, funnels = parse_funnels(data.get("funnel"), data.get("funnels"), source)
+    except FunnelRulesError as exc:
+        raise ProfileError(str(exc)) from exc
     try:
         outcome_reports = parse_generic(data.get("outcome_reports"), source)
         traits = parse_trait_names(data.get("traits"), source)
@@ -179,6 +182,7 @@ def parse_profile(data: Any, *, source: str = "profile") -> Profile:
         triggers=triggers,
         audiences=audiences,
         funnel=funnel,
+        funnels=funnels,
         activity_types=_type_set(data.get("activity_types"), "activity_types", source),
         revenue_types=_type_set(data.get("revenue_types", ["order", "renew"]), "revenue_types", source)
         or frozenset(),
@@ -215,36 +219,6 @@ def _thresholds(section: Any, source: str) -> Thresholds:
         return validate_thresholds(Thresholds(**values))
     except ThresholdsError as exc:
         raise ProfileError(f"{source}: lifecycle.{exc}") from exc
-
-
-def _funnel(section: Any, source: str) -> tuple[FunnelStage, ...]:
-    if not isinstance(section, list) or not section:
-        raise ProfileError(f"{source}: funnel: expected a non-empty list of {{name, event, nth}}")
-    stages: list[FunnelStage] = []
-    seen_names: set[str] = set()
-    seen_steps: set[tuple[str, int]] = set()
-    for i, item in enumerate(section):
-        where = f"{source}: funnel[{i}]"
-        if not isinstance(item, Mapping):
-            raise ProfileError(f"{where}: expected a mapping with name, event and optional nth")
-        unknown = sorted(str(k) for k in set(item) - {"name", "event", "nth"})
-        if unknown:
-            raise ProfileError(f"{where}.{unknown[0]}: unknown field")
-        name, event, nth = item.get("name"), item.get("event"), item.get("nth", 1)
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ProfileError(f"{where}.name: {name!r} must match {_NAME.pattern}")
-        if name in seen_names:
-            raise ProfileError(f"{where}.name: {name!r} is used twice")
-        if not isinstance(event, str) or not _EVENT_TYPE.fullmatch(event):
-            raise ProfileError(f"{where}.event: {event!r} must match {_EVENT_TYPE.pattern}")
-        if isinstance(nth, bool) or not isinstance(nth, int) or not 1 <= nth <= 1000:
-            raise ProfileError(f"{where}.nth: {nth!r} must be an integer from 1 to 1000")
-        if (event, nth) in seen_steps:
-            raise ProfileError(f"{where}: the {nth}. {event!r} is already an earlier stage")
-        seen_names.add(name)
-        seen_steps.add((event, nth))
-        stages.append(FunnelStage(name=name, event=event, nth=nth))
-    return tuple(stages)
 
 
 def _rfm(section: Any, source: str) -> Rfm:

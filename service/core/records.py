@@ -66,6 +66,9 @@ class UserRecord:
     onboarding: int = 0  # when the onboarding window started (0: never)
     days: int = 0  # bit k: active on the first-seen day + k (service.core.retention)
     traits: dict[str, Any] = field(default_factory=dict)  # the profile's named identify traits
+    # event type -> its earliest times (epoch ms, sorted), as many as the named funnels need
+    # (service.core.named_funnels); stored as offsets from first_seen. Lists are replaced, not changed.
+    firsts: dict[str, list[int]] = field(default_factory=dict)
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
@@ -83,13 +86,22 @@ class UserRecord:
             self.retained,
         ]
         # The tail: days alone (1 field), the 5 trigger fields (5), both (6), or with the
-        # traits last (7: days and the trigger fields then always written).
-        if self.days or self.traits:
+        # traits last (7: days and the trigger fields then always written). Funnel times come
+        # last of all, after days (2) or after days, triggers and traits (8).
+        firsts = self.firsts
+        triggers = self.pending or self.sent or self.policies or self.recent or self.onboarding
+        if self.days or self.traits or firsts:
             fields.append(self.days if self.days < _INT_DAYS else format(self.days, "x"))
-        if self.pending or self.sent or self.policies or self.recent or self.onboarding or self.traits:
+        if triggers or self.traits:
             fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
-            if self.traits:
+            if self.traits or firsts:
                 fields.append(self.traits)
+        if firsts:
+            base = self.first_seen
+            fields.append(
+                {t: ts[0] - base if len(ts) == 1 else [x - base for x in ts] for t, ts in firsts.items()}
+            )
+        if triggers or self.traits:
             return orjson.dumps(fields, default=_as_array)
         return orjson.dumps(fields)
 
@@ -101,12 +113,17 @@ class UserRecord:
     def from_fields(cls, fields: list[Any]) -> UserRecord:
         """From the decoded JSON array (`pack`'s form)."""
         f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
+        firsts: dict[str, list[int]] = {}
+        if len(tail) in (2, 8):
+            *tail, offsets = tail
+            firsts = {t: [f + x for x in o] if isinstance(o, list) else [f + o] for t, o in offsets.items()}
         days = 0
         if len(tail) in (1, 6, 7):
             raw_days, *tail = tail
             days = raw_days if isinstance(raw_days, int) else int(raw_days, 16)
         rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
         rec.days = days
+        rec.firsts = firsts
         if len(tail) == 6:
             *tail, rec.traits = tail
         if tail:
@@ -133,6 +150,7 @@ class UserRecord:
             self.onboarding,
             self.days,
             dict(self.traits),
+            dict(self.firsts),  # the lists are replaced, never changed in place
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -38,6 +38,11 @@ class PartitionKeys:
         return f"{self.tag}:cohorts"
 
     @property
+    def funnel_cohorts(self) -> str:
+        """Hash: users per named funnel step by entry week and channel (`counters.named_funnel_cohort`)."""
+        return f"{self.tag}:fnc"
+
+    @property
     def channels(self) -> str:
         """Set: channels that have users in this partition."""
         return f"{self.tag}:channels"

@@ -18,6 +18,7 @@ from service.core.calendar import Calendar
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
 from service.core.lifecycle import STATES, State, Thresholds, last_active_range, new_since, state_at
+from service.core.named_funnels import positions
 from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
@@ -72,6 +73,7 @@ class Queries:
             "as_of": now,
             "funnel_stage": stage,
             **rec.to_json(),
+            "funnels": positions(rec.firsts, self.profile.funnels),
         }
 
     async def user_triggers(self, user_id: str) -> dict[str, Any] | None:

@@ -15,12 +15,15 @@ from service.core.contributions import population
 from service.core.dedup import event_digest
 from service.core.erasure import ERASE, RESTORE, control_event, control_message
 from service.core.events import Event, decode_message, validate_event
+from service.core.profile import Profile
 from service.core.records import PendingTrigger, UserRecord
 from tests import reference as ref
 from tests.unit.test_batch_properties import PROFILE, T0
+from tests.unit.test_named_funnels import PROFILE as FUNNELS_PROFILE
 
 DAY = 86_400_000
-POPULATION = ("users|", "stage|", "orders|", "payers|", "registered|", "cohort|", "ret|")
+POPULATION = ("users|", "stage|", "orders|", "payers|", "registered|", "cohort|", "ret|", "fn|", "fnc|")
+PROFILES = [PROFILE, FUNNELS_PROFILE]  # the second with named funnels, in Paris time
 
 
 @st.composite
@@ -32,7 +35,7 @@ def histories(draw: st.DrawFn) -> list[Event]:
     for i in range(n):
         ts += draw(st.sampled_from([0, 3_600_000, DAY, 4 * DAY, 10 * DAY]))
         uid = draw(st.sampled_from(["a", "b", "c"]))
-        kind = draw(st.sampled_from(["visit", "register", "order", "order", "erase", "restore"]))
+        kind = draw(st.sampled_from(["visit", "register", "verify", "order", "order", "erase", "restore"]))
         if kind in ("erase", "restore"):
             out.append(Event(f"{kind}:r{i}", uid, ERASE if kind == "erase" else RESTORE, ts))
             continue
@@ -56,7 +59,8 @@ def _dicts(events: list[Event]) -> list[dict[str, Any]]:
 class Partition:
     """The store of one partition as the commit leaves it: records, suppression, an index."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: Profile = PROFILE) -> None:
+        self.profile = profile
         self.records: dict[str, UserRecord] = {}
         self.suppressed: set[str] = set()
         self.active: dict[str, set[str]] = {}
@@ -72,7 +76,7 @@ class Partition:
             if digest not in self.seen:
                 self.seen.add(digest)
                 fresh.append(ev)
-        result = apply_events(self.records, fresh, swept, PROFILE, None, self.suppressed)
+        result = apply_events(self.records, fresh, swept, self.profile, None, self.suppressed)
         for uid in result.deleted:
             self.records.pop(uid, None)  # HDEL: a user never stored is no error
         self.records.update(result.records)
@@ -92,19 +96,19 @@ def _population(counts: Counter[str]) -> dict[str, int]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(histories(), st.lists(st.integers(0, 100), max_size=5))
+@given(histories(), st.lists(st.integers(0, 100), max_size=5), st.sampled_from(PROFILES))
 def test_an_erased_user_leaves_every_population_count_as_if_never_seen(
-    events: list[Event], cuts: list[int]
+    events: list[Event], cuts: list[int], profile: Profile
 ) -> None:
-    part = Partition()
+    part = Partition(profile)
     bounds = [0, *sorted(c % (len(events) + 1) for c in cuts), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         part.apply(events[lo:hi], T0)
     kept = ref.without_erased(_dicts(events))
-    users = ref.reference(kept, PROFILE)
+    users = ref.reference(kept, profile)
     assert set(part.records) == set(users)
     # the same totals as a partition that only ever saw the surviving events
-    clean = Partition()
+    clean = Partition(profile)
     clean.apply([e for e in (validate_event(d) for d in kept) if isinstance(e, Event)], T0)
     assert _population(part.counts) == _population(clean.counts)
     assert {k: round(v, 6) for k, v in part.sums.items() if round(v, 6)} == {
@@ -112,7 +116,7 @@ def test_an_erased_user_leaves_every_population_count_as_if_never_seen(
     }
     # and as the reference: users, stages and orders per channel
     for uid, want in users.items():
-        assert part.records[uid].stage == ref.stage_of(want, PROFILE)
+        assert part.records[uid].stage == ref.stage_of(want, profile)
     assert sum(v for k, v in part.counts.items() if k.startswith("users|")) == len(users)
     assert sum(v for k, v in part.counts.items() if k.startswith("orders|")) == sum(
         u.orders for u in users.values()
