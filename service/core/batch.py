@@ -19,6 +19,8 @@ from service.core.events import Event
 from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
 from service.core.indexes import IndexChanges
+from service.core.interval_lifecycle import move_base, note_active_day
+from service.core.interval_lifecycle import move_channel as move_interval_channel
 from service.core.lifecycle import Thresholds, state_at, timed_transitions
 from service.core.profile import FunnelStage, Profile, Rfm
 from service.core.records import NO_CHANNEL, UserRecord
@@ -160,6 +162,7 @@ def apply_events(
                 continue
             tau = ts if ts > swept else swept
             rec = live[uid] = first_sight(ev, tau, th, counts)
+            note_active_day(rec, ts, profile.calendar, counts)
             out.channels.add(rec.channel)
             dirty_active.add(uid)
             dirty_first.add(uid)
@@ -231,17 +234,20 @@ def _advance(
     before = state_at(rec.first_seen, la, tau, th)
     if ev.channel and rec.channel == NO_CHANNEL:
         old = move_channel(rec, ev.channel, rules.profile.retention_days, counts, out.sums)
+        move_interval_channel(rec, old, rules.profile.calendar, counts)
         out.index_removals[old].append(uid)
         out.channels.add(ev.channel)
         moved = _MOVED_ACTIVE | _MOVED_FIRST
     if ts < rec.first_seen:  # the cohort follows the earliest event seen
         move_first_day(rec, ts, rules.retention, counts)
+        move_base(rec, ts, rules.profile.calendar)
         rec.first_seen = ts
         moved |= _MOVED_FIRST
     if active:
         offset = ts // DAY_MS - rec.first_seen // DAY_MS
         if 0 <= offset <= rules.retention.span and not rec.days >> offset & 1:  # a day not noted yet
             note_activity(rec, ts, rules.retention, counts)
+        note_active_day(rec, ts, rules.profile.calendar, counts)  # lifecycle per interval
         if ts > la:
             bucket = gap_bucket(ts - la)
             if bucket is not None:

@@ -97,7 +97,14 @@ def recall_outcome(origin: str, channel: str, group: str, outcome: str) -> str:
     return f"tor{SEP}{origin}{SEP}{channel}{SEP}{group}{SEP}{outcome}"
 
 
+def interval_users(granularity: str, first_day: int, channel: str, kind: str) -> str:
+    """Users of `kind` (new, returning, resurrecting, dormant) in the day, week or month that
+    starts on local day `first_day`, per channel (`*`: all channels)."""
+    return f"lci{SEP}{granularity}{SEP}{first_day}{SEP}{channel}{SEP}{kind}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
+INTERVAL_PREFIX = "lci|"  # kept in their own hash too: one field per interval, channel and kind
 
 
 DUPLICATES = "duplicates"

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from service.core import daysets
+
 NO_CHANNEL = "-"
 _INT_DAYS = 1 << 63  # a longer activity bitmap (retention days past 62) is written as hex text
 
@@ -66,6 +68,8 @@ class UserRecord:
     onboarding: int = 0  # when the onboarding window started (0: never)
     days: int = 0  # bit k: active on the first-seen day + k (service.core.retention)
     traits: dict[str, Any] = field(default_factory=dict)  # the profile's named identify traits
+    # bit k: active on local day (first_seen's) + k, the whole life (service.core.interval_lifecycle)
+    active_days: int = 0
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
@@ -83,13 +87,18 @@ class UserRecord:
             self.retained,
         ]
         # The tail: days alone (1 field), the 5 trigger fields (5), both (6), or with the
-        # traits last (7: days and the trigger fields then always written).
+        # traits last (7: days and the trigger fields then always written); then the active
+        # days, the only list that can end a record (service.core.daysets).
         if self.days or self.traits:
             fields.append(self.days if self.days < _INT_DAYS else format(self.days, "x"))
-        if self.pending or self.sent or self.policies or self.recent or self.onboarding or self.traits:
+        triggers = self.pending or self.sent or self.policies or self.recent or self.onboarding
+        if triggers or self.traits:
             fields += (self.pending, self.sent, self.policies, self.recent, self.onboarding)
             if self.traits:
                 fields.append(self.traits)
+        if self.active_days:
+            fields.append(daysets.encode(self.active_days))
+        if triggers or self.traits:
             return orjson.dumps(fields, default=_as_array)
         return orjson.dumps(fields)
 
@@ -101,12 +110,14 @@ class UserRecord:
     def from_fields(cls, fields: list[Any]) -> UserRecord:
         """From the decoded JSON array (`pack`'s form)."""
         f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
+        active_days = daysets.decode(tail.pop()) if tail and isinstance(tail[-1], list) else 0
         days = 0
         if len(tail) in (1, 6, 7):
             raw_days, *tail = tail
             days = raw_days if isinstance(raw_days, int) else int(raw_days, 16)
         rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
         rec.days = days
+        rec.active_days = active_days
         if len(tail) == 6:
             *tail, rec.traits = tail
         if tail:
@@ -133,6 +144,7 @@ class UserRecord:
             self.onboarding,
             self.days,
             dict(self.traits),
+            self.active_days,
         )
 
     def to_json(self) -> dict[str, Any]:
