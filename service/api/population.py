@@ -31,10 +31,13 @@ from redis.exceptions import RedisError
 
 from service.core import counters as ctr
 from service.core.durations import DAY_MS
+from service.core.interval_lifecycle import KINDS
+from service.core.intervals import GRANULARITIES
 from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
+from service.storage.intervals import interval_lifecycle
 from service.storage.queries import Queries
 from service.storage.scripts import LEASE_HOLD, LEASE_RELEASE
 
@@ -163,6 +166,18 @@ class PopulationCollector(Collector):
             "Users with a renewal, expiry, onboarding or deferred trigger scheduled.",
         )
         waiting.add_metric([], scheduled)
+        intervals = GaugeMetricFamily(
+            f"{PREFIX}_interval_users",
+            "Users new, returning, resurrecting and dormant in the current day, week and month "
+            "(of the profile's time zone; all channels).",
+            labels=["interval", "kind"],
+        )
+        local_today = q.profile.calendar.day(now)
+        for g in GRANULARITIES:
+            body = await interval_lifecycle(q, g, local_today, local_today)
+            (row,) = body["intervals"] or [dict.fromkeys(KINDS, 0)]
+            for kind in KINDS:
+                intervals.add_metric([g, kind], row[kind])
         audience_sizes = GaugeMetricFamily(
             f"{PREFIX}_audience_users",
             "Users in each named audience of the profile at the clock.",
@@ -171,6 +186,7 @@ class PopulationCollector(Collector):
         if self.audiences is not None:
             await self._audience_sizes(self.audiences, audience_sizes)
         self._metrics = [
+            intervals,
             audience_sizes,
             pending,
             waiting,

@@ -19,7 +19,7 @@ _MONDAY_SHIFT = 3  # 1970-01-01 is a Thursday: day -3 is the Monday that starts 
 
 
 class IntervalError(ValueError):
-    """An unknown granularity name."""
+    """An unknown granularity, or a range of intervals too long or reversed."""
 
 
 def granularity(name: str) -> Granularity:
@@ -51,3 +51,23 @@ def first_day(g: Granularity, i: int) -> int:
 def bounds(g: Granularity, i: int) -> tuple[int, int]:
     """The days of interval `i`, as `[first, end)`."""
     return first_day(g, i), first_day(g, i + 1)
+
+
+MAX_INTERVALS = 400  # a year by day, eight years by week: what one chart can show
+MAX_RANGE_DAYS = 3 * 366  # from..to at most about three years, whatever the granularity
+
+
+def between(g: Granularity, first: int, last: int) -> list[int]:
+    """The intervals that hold a day of `[first, last]` (local days), oldest first; the first
+    may start before `first`. Refuses ranges that are reversed, longer than `MAX_RANGE_DAYS`
+    or of more than `MAX_INTERVALS` intervals, saying which rule was broken."""
+    if first > last:
+        raise IntervalError("from must be on or before to")
+    if last - first + 1 > MAX_RANGE_DAYS:
+        raise IntervalError(f"from..to spans {last - first + 1} days; at most {MAX_RANGE_DAYS}")
+    lo, hi = index(g, first), index(g, last)
+    if hi - lo + 1 > MAX_INTERVALS:
+        raise IntervalError(
+            f"from..to holds {hi - lo + 1} {g}s; at most {MAX_INTERVALS}: ask by week or month"
+        )
+    return list(range(lo, hi + 1))

@@ -336,7 +336,12 @@ def _add_counters(
     for source in (counts, extra or {}):
         for name, delta in source.items():
             if delta:
-                key = k.cohorts if name.startswith(ctr.COHORT_PREFIXES) else k.counters
+                if name.startswith(ctr.COHORT_PREFIXES):
+                    key = k.cohorts
+                elif name.startswith(ctr.INTERVAL_PREFIX):
+                    key = k.intervals
+                else:
+                    key = k.counters
                 b.add("HINCRBY", key, [name, delta])
     for name, fdelta in (sums or {}).items():
         if fdelta and math.isfinite(fdelta):
