@@ -8,9 +8,10 @@ import { AudiencesPanel } from "./audiences";
 import { clockText } from "./format";
 import { funnelPath, renderFunnel, syncChannels } from "./funnel";
 import { renderGlance } from "./glance";
+import { IntervalChart, intervalsPath } from "./intervals";
 import { HistoryChart, renderStates } from "./lifecycle";
 import { renderTriggers } from "./triggers";
-import type { Audiences, Funnel, History, Indicators, Lifecycle, Ops, TriggerSummary } from "./types";
+import type { Audiences, Funnel, Granularity, History, Indicators, Intervals, Lifecycle, Ops, TriggerSummary } from "./types";
 import "./style.css";
 
 const params = new URLSearchParams(location.search);
@@ -28,6 +29,8 @@ const status = byId<HTMLParagraphElement>("status");
 const channelSelect = byId<HTMLSelectElement>("funnel-channel");
 const pauseButton = byId<HTMLButtonElement>("pause");
 const chart = new HistoryChart(byId("history-chart"));
+const intervalSelect = byId<HTMLSelectElement>("interval-kind");
+const intervalChart = new IntervalChart(byId("intervals-chart"));
 const audiences = new AudiencesPanel(byId("audiences"));
 byId("history-days").textContent = String(DAYS);
 
@@ -71,14 +74,22 @@ async function settle<T>(promise: Promise<T>): Promise<T | Error> {
 async function refresh(): Promise<void> {
   const channel = channelSelect.value;
   const funnelSource = funnelPath(channel);
-  const [now, history, indicators, funnel, triggers, ops, aud] = await Promise.all([
-    settle(getJson<Lifecycle>("/lifecycle")),
+  const granularity = intervalSelect.value as Granularity;
+  const lifecycle = getJson<Lifecycle>("/lifecycle");
+  // The intervals up to the clock's: asked once the clock is known (it may be an event clock in the past).
+  const perInterval = lifecycle.then(async (n) => {
+    const source = intervalsPath(granularity, n.as_of);
+    return { source, body: await getJson<Intervals>(source) };
+  });
+  const [now, history, indicators, funnel, triggers, ops, aud, intervals] = await Promise.all([
+    settle(lifecycle),
     settle(getJson<History>(HISTORY)),
     settle(getJson<Indicators>("/indicators")),
     settle(getJson<Funnel>(funnelSource)),
     settle(getJson<TriggerSummary>("/triggers/summary")),
     settle(getJson<Ops>("/ops")),
     settle(getJson<Audiences>("/audiences")),
+    settle(perInterval),
   ]);
   if (now instanceof Error) panelError("states", now);
   else renderStates(byId("states"), now);
@@ -93,11 +104,15 @@ async function refresh(): Promise<void> {
     if (funnel instanceof Error) panelError("funnel", funnel);
     else renderFunnel(byId("funnel"), funnel, funnelSource);
   }
+  if (intervalSelect.value === granularity) {
+    if (intervals instanceof Error) panelError("intervals-note", intervals);
+    else intervalChart.update(intervals.body, intervals.source, byId("intervals-table"), byId("intervals-note"));
+  }
   if (triggers instanceof Error) panelError("triggers", triggers);
   else renderTriggers(byId("triggers"), triggers);
   if (aud instanceof Error) audiences.showError(aud);
   else audiences.update(aud);
-  const failed = [now, history, indicators, funnel, triggers, ops].filter((r) => r instanceof Error).length;
+  const failed = [now, history, indicators, funnel, triggers, ops, intervals].filter((r) => r instanceof Error).length;
   const asOf = now instanceof Error ? "" : ` Clock ${clockText(now.as_of)}.`;
   status.textContent = `${failed ? `${failed} panel(s) failed to load. ` : ""}Updated ${new Date().toLocaleTimeString("en-GB")}` +
     `${paused ? " (paused)" : `, every ${REFRESH_S} s`}.${asOf}`;
@@ -122,6 +137,7 @@ function cycle(): Promise<void> {
 }
 
 channelSelect.addEventListener("change", () => void (running ? running.then(cycle) : cycle()));
+intervalSelect.addEventListener("change", () => void (running ? running.then(cycle) : cycle()));
 pauseButton.addEventListener("click", () => {
   paused = !paused;
   pauseButton.setAttribute("aria-pressed", String(paused));
