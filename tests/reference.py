@@ -484,3 +484,67 @@ def without_erased(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if uid not in blocked:
             kept.setdefault(uid, []).append((i, item))
     return [item for _, item in sorted(pair for events in kept.values() for pair in events)]
+
+
+def interval_lifecycle(
+    events: list[dict[str, Any]], profile: Profile, interval: str, channel: str | None = None
+) -> Counter[tuple[str, str]]:
+    """Users per (interval start, kind), PostHog's definitions, over each user's whole history.
+
+    A user is active in an interval (a local day, a week from Monday, a calendar month of the
+    profile's time zone) when one of its activity events falls in it; then per interval:
+    new (the first active one), returning (active in it and the one before), resurrecting
+    (active in it, not the one before, active earlier) and dormant (active in the one
+    before, not in it) — the one after the last active interval included.
+    """
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(profile.calendar.name)
+
+    def start_of(ts: int) -> date:
+        return start_of_day(datetime.fromtimestamp(ts / 1000, UTC).astimezone(zone).date())
+
+    def following(start: date) -> date:
+        if interval == "week":
+            return start + timedelta(days=7)
+        if interval == "month":
+            return (start + timedelta(days=31)).replace(day=1)
+        return start + timedelta(days=1)
+
+    def previous(start: date) -> date:
+        return start_of_day(start - timedelta(days=1))
+
+    def start_of_day(day: date) -> date:
+        if interval == "week":
+            return day - timedelta(days=day.weekday())
+        if interval == "month":
+            return day.replace(day=1)
+        return day
+
+    users = reference(events, profile)
+    seen: set[str] = set()
+    active: dict[str, set[date]] = {}
+    for raw in events:
+        ev = validate_event(raw)
+        if isinstance(ev, str) or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        if ev.user_id in users and ev.type != "channel_cost" and profile.is_activity(ev.type):
+            active.setdefault(ev.user_id, set()).add(start_of(ev.ts))
+    out: Counter[tuple[str, str]] = Counter()
+    for uid, starts in active.items():
+        if channel is not None and (users[uid].channel or "-") != channel:
+            continue
+        first = min(starts)
+        current = first
+        last = max(starts)
+        while current <= following(last):
+            before = current != first and previous(current) in starts
+            if current in starts:
+                kind = "new" if current == first else "returning" if before else "resurrecting"
+                out[(current.isoformat(), kind)] += 1
+            elif before:
+                out[(current.isoformat(), "dormant")] += 1
+            current = following(current)
+    return out

@@ -8,9 +8,10 @@ import { AudiencesPanel } from "./audiences";
 import { clockText } from "./format";
 import { describeFunnel, funnelPath, renderFunnel, syncChannels, syncOptions } from "./funnel";
 import { renderGlance } from "./glance";
+import { IntervalChart, intervalsPath } from "./intervals";
 import { HistoryChart, renderStates } from "./lifecycle";
 import { renderTriggers } from "./triggers";
-import type { Audiences, Funnel, FunnelList, History, Indicators, Lifecycle, NamedFunnel, Ops, TriggerSummary } from "./types";
+import type { Audiences, Funnel, FunnelList, Granularity, History, Indicators, Intervals, Lifecycle, NamedFunnel, Ops, TriggerSummary } from "./types";
 import "./style.css";
 
 const params = new URLSearchParams(location.search);
@@ -29,6 +30,8 @@ const channelSelect = byId<HTMLSelectElement>("funnel-channel");
 const funnelSelect = byId<HTMLSelectElement>("funnel-name");
 const pauseButton = byId<HTMLButtonElement>("pause");
 const chart = new HistoryChart(byId("history-chart"));
+const intervalSelect = byId<HTMLSelectElement>("interval-kind");
+const intervalChart = new IntervalChart(byId("intervals-chart"));
 const audiences = new AudiencesPanel(byId("audiences"));
 byId("history-days").textContent = String(DAYS);
 
@@ -73,8 +76,15 @@ async function refresh(): Promise<void> {
   const channel = channelSelect.value;
   const funnelName = funnelSelect.value;
   const funnelSource = funnelPath(funnelName, channel);
-  const [now, history, indicators, funnel, funnels, triggers, ops, aud] = await Promise.all([
-    settle(getJson<Lifecycle>("/lifecycle")),
+  const granularity = intervalSelect.value as Granularity;
+  const lifecycle = getJson<Lifecycle>("/lifecycle");
+  // The intervals up to the clock's: asked once the clock is known (it may be an event clock in the past).
+  const perInterval = lifecycle.then(async (n) => {
+    const source = intervalsPath(granularity, n.as_of);
+    return { source, body: await getJson<Intervals>(source) };
+  });
+  const [now, history, indicators, funnel, funnels, triggers, ops, aud, intervals] = await Promise.all([
+    settle(lifecycle),
     settle(getJson<History>(HISTORY)),
     settle(getJson<Indicators>("/indicators")),
     settle(getJson<Funnel | NamedFunnel>(funnelSource)),
@@ -82,6 +92,7 @@ async function refresh(): Promise<void> {
     settle(getJson<TriggerSummary>("/triggers/summary")),
     settle(getJson<Ops>("/ops")),
     settle(getJson<Audiences>("/audiences")),
+    settle(perInterval),
   ]);
   if (now instanceof Error) panelError("states", now);
   else renderStates(byId("states"), now);
@@ -101,11 +112,15 @@ async function refresh(): Promise<void> {
     else renderFunnel(byId("funnel"), funnel.steps, funnelSource, "steps");
     byId("funnel-note").textContent = describeFunnel(funnels instanceof Error ? null : funnels, funnelName);
   }
+  if (intervalSelect.value === granularity) {
+    if (intervals instanceof Error) panelError("intervals-note", intervals);
+    else intervalChart.update(intervals.body, intervals.source, byId("intervals-table"), byId("intervals-note"));
+  }
   if (triggers instanceof Error) panelError("triggers", triggers);
   else renderTriggers(byId("triggers"), triggers);
   if (aud instanceof Error) audiences.showError(aud);
   else audiences.update(aud);
-  const failed = [now, history, indicators, funnel, triggers, ops].filter((r) => r instanceof Error).length;
+  const failed = [now, history, indicators, funnel, triggers, ops, intervals].filter((r) => r instanceof Error).length;
   const asOf = now instanceof Error ? "" : ` Clock ${clockText(now.as_of)}.`;
   status.textContent = `${failed ? `${failed} panel(s) failed to load. ` : ""}Updated ${new Date().toLocaleTimeString("en-GB")}` +
     `${paused ? " (paused)" : `, every ${REFRESH_S} s`}.${asOf}`;
@@ -129,7 +144,7 @@ function cycle(): Promise<void> {
   return running;
 }
 
-for (const select of [channelSelect, funnelSelect]) {
+for (const select of [channelSelect, funnelSelect, intervalSelect]) {
   select.addEventListener("change", () => void (running ? running.then(cycle) : cycle()));
 }
 pauseButton.addEventListener("click", () => {

@@ -101,3 +101,18 @@ export interface Audiences {
   as_of: string;
   audiences: Audience[];
 }
+
+export const KINDS = ["new", "returning", "resurrecting", "dormant"] as const;
+export type Kind = (typeof KINDS)[number];
+export type Granularity = "day" | "week" | "month";
+
+/** `GET /lifecycle/intervals`: users of each kind per interval; `dormant` is a positive count. */
+export interface Intervals {
+  interval: Granularity;
+  from: string;
+  to: string;
+  channel: string | null;
+  time_zone: string;
+  as_of: number;
+  intervals: ({ start: string } & Record<Kind, number>)[];
+}

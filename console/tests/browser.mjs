@@ -107,7 +107,7 @@ async function accessibleControls(page, audiences) {
     });
     reached.add(id);
   }
-  for (const id of ["Skip to the dashboard", "pause", "change-key", "funnel-name", "funnel-channel", "Show the history as a table", ...audiences.map((a) => a.name)]) {
+  for (const id of ["Skip to the dashboard", "pause", "change-key", "funnel-name", "funnel-channel", "Show the history as a table", "interval-kind", "Show the intervals as a table", ...audiences.map((a) => a.name)]) {
     assert.ok(reached.has(id), `Tab never reaches ${id} (reached: ${[...reached].join(", ")})`);
   }
 }
@@ -176,7 +176,7 @@ async function main() {
     await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
     const marker = await page.evaluate(() => (window.__loadedOnce = Math.random()));
 
-    const items = await numbersMatch(page, ["/lifecycle", "/lifecycle/history", "/indicators", "/funnel", "/triggers/summary", "/ops"]);
+    const items = await numbersMatch(page, ["/lifecycle", "/lifecycle/history", "/lifecycle/intervals", "/indicators", "/funnel", "/triggers/summary", "/ops"]);
     log(`${items.length} numbers on the page equal the API's`);
     await accessibleControls(page, []);
     await contrastIsReadable(page);
@@ -189,6 +189,13 @@ async function main() {
     }
     await page.setViewportSize({ width: 1440, height: 900 });
     log("fits 1280 and 1366 px wide laptop screens without sideways scrolling");
+
+    // The interval selector: the chart and its table become the months' (and back to weeks).
+    await page.selectOption("#interval-kind", "month");
+    await page.waitForSelector('#intervals-table [data-metric^="/lifecycle/intervals?interval=month"]', { state: "attached", timeout: TIMEOUT });
+    await numbersMatch(page, ["/lifecycle/intervals?interval=month"]);
+    await page.selectOption("#interval-kind", "week");
+    log("the interval selector switches lifecycle per interval to months, numbers equal to the API's");
 
     // The channel selector, by keyboard: the funnel becomes that channel's.
     const allUsers = (await getJson("/funnel")).stages.map((s) => s.users);

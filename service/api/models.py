@@ -135,3 +135,24 @@ class CollectRefused(Problem):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+class IntervalCounts(BaseModel):
+    """Users of each kind in one interval; `dormant` is a count of users (positive), which charts
+    draw below the axis."""
+
+    start: str = Field(description="the interval's first local day, YYYY-MM-DD")
+    new: int
+    returning: int
+    resurrecting: int
+    dormant: int
+
+
+class IntervalLifecycle(BaseModel):
+    interval: str
+    from_: str = Field(alias="from")
+    to: str
+    channel: str | None
+    time_zone: str
+    as_of: int
+    intervals: list[IntervalCounts]

@@ -31,12 +31,15 @@ from redis.exceptions import RedisError
 
 from service.core import counters as ctr
 from service.core.funnel_reports import cohort_users, steps_by_channel
+from service.core.interval_lifecycle import KINDS
+from service.core.intervals import GRANULARITIES
 from service.core.labels import OTHER_CHANNELS, PREFIX
 from service.core.lifecycle import STATES
 from service.core.named_funnels import week_of
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
 from service.storage.funnel_queries import FunnelQueries
+from service.storage.intervals import interval_lifecycle
 from service.storage.queries import Queries
 from service.storage.scripts import LEASE_HOLD, LEASE_RELEASE
 
@@ -169,6 +172,18 @@ class PopulationCollector(Collector):
             "Users with a renewal, expiry, onboarding or deferred trigger scheduled.",
         )
         waiting.add_metric([], scheduled)
+        intervals = GaugeMetricFamily(
+            f"{PREFIX}_interval_users",
+            "Users new, returning, resurrecting and dormant in the current day, week and month "
+            "(of the profile's time zone; all channels).",
+            labels=["interval", "kind"],
+        )
+        local_today = q.profile.calendar.day(now)
+        for g in GRANULARITIES:
+            body = await interval_lifecycle(q, g, local_today, local_today)
+            (row,) = body["intervals"] or [dict.fromkeys(KINDS, 0)]
+            for kind in KINDS:
+                intervals.add_metric([g, kind], row[kind])
         audience_sizes = GaugeMetricFamily(
             f"{PREFIX}_audience_users",
             "Users in each named audience of the profile at the clock.",
@@ -178,6 +193,7 @@ class PopulationCollector(Collector):
             await self._audience_sizes(self.audiences, audience_sizes)
         self._metrics = [
             *funnel_families,
+            intervals,
             audience_sizes,
             pending,
             waiting,

@@ -22,6 +22,9 @@ from service.core.events import Event
 from service.core.funnel import REGISTRATION, count_step, stage_steps
 from service.core.gaps import gap_bucket
 from service.core.indexes import IndexChanges
+from service.core.interval_lifecycle import move_base, note_active_day
+from service.core.interval_lifecycle import move_channel as move_interval_channel
+from service.core.interval_lifecycle import withdraw as withdraw_intervals
 from service.core.lifecycle import Thresholds, state_at, timed_transitions
 from service.core.named_funnels import FunnelPlan, contribution, count_change, note_time
 from service.core.profile import FunnelStage, Profile, Rfm
@@ -197,6 +200,7 @@ def apply_events(
                 continue
             tau = ts if ts > swept else swept
             rec = live[uid] = first_sight(ev, tau, th, rules.calendar, counts)
+            note_active_day(rec, ts, rules.calendar, counts)
             out.channels.add(rec.channel)
             dirty_active.add(uid)
             dirty_first.add(uid)
@@ -265,6 +269,7 @@ def _erase(uid: str, rec: UserRecord | None, rules: _Rules, out: BatchResult) ->
     if rec is None:
         return
     add_population(rec, -1, rules.retention.days, rules.calendar, out.counts, out.sums)
+    withdraw_intervals(rec, rules.calendar, out.counts)
     cancel_pending(rec, out.counts)
     out.index_removals[rec.channel].append(uid)
 
@@ -298,11 +303,13 @@ def _advance(
     before = state_at(rec.first_seen, la, tau, th)
     if ev.channel and rec.channel == NO_CHANNEL:
         old = move_channel(rec, ev.channel, rules.retention, counts, out.sums)
+        move_interval_channel(rec, old, rules.calendar, counts)
         out.index_removals[old].append(uid)
         out.channels.add(ev.channel)
         moved = _MOVED_ACTIVE | _MOVED_FIRST
     if ts < rec.first_seen:  # the cohort follows the earliest event seen
         move_first_day(rec, ts, rules.retention, counts)
+        move_base(rec, ts, rules.calendar)
         rec.first_seen = ts
         moved |= _MOVED_FIRST
     if active:
@@ -312,6 +319,7 @@ def _advance(
             offset = calendar.day(ts) - calendar.day(rec.first_seen)
         if 0 <= offset <= rules.retention.span and not rec.days >> offset & 1:  # a day not noted yet
             note_activity(rec, ts, rules.retention, counts)
+        note_active_day(rec, ts, rules.calendar, counts)  # lifecycle per interval
         if ts > la:
             bucket = gap_bucket(ts - la)
             if bucket is not None:

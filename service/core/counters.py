@@ -107,8 +107,15 @@ def named_funnel_cohort(funnel: str, channel: str, week: int, step: int) -> str:
     return f"fnc{SEP}{funnel}{SEP}{channel}{SEP}{week}{SEP}{step}"
 
 
+def interval_users(granularity: str, first_day: int, channel: str, kind: str) -> str:
+    """Users of `kind` (new, returning, resurrecting, dormant) in the day, week or month that
+    starts on local day `first_day`, per channel (`*`: all channels)."""
+    return f"lci{SEP}{granularity}{SEP}{first_day}{SEP}{channel}{SEP}{kind}"
+
+
 COHORT_PREFIXES = ("cohort|", "ret|")  # kept in their own hash: one field per day and channel
 FUNNEL_COHORT_PREFIX = "fnc|"  # in a hash of their own too: one field per funnel, week, channel, step
+INTERVAL_PREFIX = "lci|"  # kept in their own hash too: one field per interval, channel and kind
 
 
 DUPLICATES = "duplicates"

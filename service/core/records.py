@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from service.core import daysets
+
 NO_CHANNEL = "-"
 _INT_DAYS = 1 << 63  # a longer activity bitmap (retention days past 62) is written as hex text
 
@@ -69,6 +71,8 @@ class UserRecord:
     # event type -> its earliest times (epoch ms, sorted), as many as the named funnels need
     # (service.core.named_funnels); stored as offsets from first_seen. Lists are replaced, not changed.
     firsts: dict[str, list[int]] = field(default_factory=dict)
+    # bit k: active on local day (first_seen's) + k, the whole life (service.core.interval_lifecycle)
+    active_days: int = 0
 
     def pack(self) -> bytes:
         # whole amounts as ints (shorter), but only where orjson can write them (64-bit ints)
@@ -87,7 +91,8 @@ class UserRecord:
         ]
         # The tail: days alone (1 field), the 5 trigger fields (5), both (6), or with the
         # traits last (7: days and the trigger fields then always written). Funnel times come
-        # last of all, after days (2) or after days, triggers and traits (8).
+        # after those, after days (2) or after days, triggers and traits (8); then the active
+        # days, the only list that can end a record (service.core.daysets).
         firsts = self.firsts
         triggers = self.pending or self.sent or self.policies or self.recent or self.onboarding
         if self.days or self.traits or firsts:
@@ -101,6 +106,8 @@ class UserRecord:
             fields.append(
                 {t: ts[0] - base if len(ts) == 1 else [x - base for x in ts] for t, ts in firsts.items()}
             )
+        if self.active_days:
+            fields.append(daysets.encode(self.active_days))
         if triggers or self.traits:
             return orjson.dumps(fields, default=_as_array)
         return orjson.dumps(fields)
@@ -113,6 +120,7 @@ class UserRecord:
     def from_fields(cls, fields: list[Any]) -> UserRecord:
         """From the decoded JSON array (`pack`'s form)."""
         f, la, su, ch, st, orders, revenue, counts, retained, *tail = fields
+        active_days = daysets.decode(tail.pop()) if tail and isinstance(tail[-1], list) else 0
         firsts: dict[str, list[int]] = {}
         if len(tail) in (2, 8):
             *tail, offsets = tail
@@ -124,6 +132,7 @@ class UserRecord:
         rec = cls(f, la, su, ch, st, orders, float(revenue), counts, retained)
         rec.days = days
         rec.firsts = firsts
+        rec.active_days = active_days
         if len(tail) == 6:
             *tail, rec.traits = tail
         if tail:
@@ -151,6 +160,7 @@ class UserRecord:
             self.days,
             dict(self.traits),
             dict(self.firsts),  # the lists are replaced, never changed in place
+            self.active_days,
         )
 
     def to_json(self) -> dict[str, Any]:

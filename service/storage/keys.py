@@ -43,6 +43,11 @@ class PartitionKeys:
         return f"{self.tag}:fnc"
 
     @property
+    def intervals(self) -> str:
+        """Hash: users new, returning, resurrecting, dormant per day, week, month and channel."""
+        return f"{self.tag}:lci"
+
+    @property
     def channels(self) -> str:
         """Set: channels that have users in this partition."""
         return f"{self.tag}:channels"

@@ -348,6 +348,8 @@ def _add_counters(
                     key = k.cohorts
                 elif name.startswith(ctr.FUNNEL_COHORT_PREFIX):
                     key = k.funnel_cohorts
+                elif name.startswith(ctr.INTERVAL_PREFIX):
+                    key = k.intervals
                 else:
                     key = k.counters
                 b.add("HINCRBY", key, [name, delta])

@@ -84,11 +84,19 @@ def api_schema(api_url: str) -> Any:
 
 EXAMPLES = 500 if full() else 50
 # Rules OpenAPI cannot express, for which these operations document a 4xx: thresholds in
-# order, a day range, events no later than the server's clock + LIFECYCLE_MAX_FUTURE, and
+# order, a day range (and its number of intervals), events no later than the server's
+# clock + LIFECYCLE_MAX_FUTURE, and
 # the audiences' filters (stage and segment names of the profile, an ISO-8601 instant or a
 # duration, an opaque cursor).
 CROSS_PARAMETER_RULES = frozenset(
-    {"/lifecycle/what-if", "/retention", "/v1/events", "/audiences/users", "/audiences/{name}/users"}
+    {
+        "/lifecycle/what-if",
+        "/lifecycle/intervals",
+        "/retention",
+        "/v1/events",
+        "/audiences/users",
+        "/audiences/{name}/users",
+    }
 )
 
 

@@ -14,7 +14,7 @@ from service.core.dedup import event_digest
 from service.core.events import Event
 from service.core.lifecycle import state_at
 from service.core.profile import Profile, parse_profile
-from service.core.records import UserRecord
+from service.core.records import PendingTrigger, UserRecord
 from tests import reference as ref
 
 DAY = 86_400_000
@@ -214,4 +214,29 @@ def test_records_pack_and_unpack_losslessly(
     f: int, la: int, ch: str, stage: int, orders: int, revenue: float, counts: dict[str, int]
 ) -> None:
     rec = UserRecord(f, la, max(f, la), ch or "-", stage, orders, revenue, counts)
+    assert UserRecord.unpack(rec.pack()) == rec
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 2**41),
+    st.integers(0, 1 << 70),
+    st.booleans(),
+    st.dictionaries(st.sampled_from(["tier", "plan"]), st.text(max_size=5), max_size=2),
+    st.dictionaries(
+        st.sampled_from(["order", "verify"]), st.lists(st.integers(0, 10**9), min_size=1, max_size=3)
+    ),
+    st.integers(0, 1 << 200),
+)
+def test_records_with_any_optional_parts_pack_and_unpack_losslessly(
+    f: int, days: int, triggers: bool, traits: dict[str, str], firsts: dict[str, list[int]], active: int
+) -> None:
+    """Each optional tail (retention days, triggers, traits, funnel times, active days) alone
+    or with any others: the packed form tells them apart."""
+    rec = UserRecord(f, f, f, "ads", 1, 2, 3.5, {"order": 2})
+    rec.days, rec.traits, rec.active_days = days, traits, active
+    rec.firsts = {t: sorted(f + x for x in xs) for t, xs in firsts.items()}
+    if triggers:
+        rec.pending = [PendingTrigger(f + 5, "t1", "renewal", f, {"policy_id": "p"})]
+        rec.sent, rec.onboarding = [f], f
     assert UserRecord.unpack(rec.pack()) == rec

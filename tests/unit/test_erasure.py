@@ -22,7 +22,18 @@ from tests.unit.test_batch_properties import PROFILE, T0
 from tests.unit.test_named_funnels import PROFILE as FUNNELS_PROFILE
 
 DAY = 86_400_000
-POPULATION = ("users|", "stage|", "orders|", "payers|", "registered|", "cohort|", "ret|", "fn|", "fnc|")
+POPULATION = (
+    "users|",
+    "stage|",
+    "orders|",
+    "payers|",
+    "registered|",
+    "cohort|",
+    "ret|",
+    "fn|",
+    "fnc|",
+    "lci|",
+)
 PROFILES = [PROFILE, FUNNELS_PROFILE]  # the second with named funnels, in Paris time
 
 

@@ -1,20 +1,42 @@
-"""Users per lifecycle state: now, under other thresholds (what-if), and the return curve."""
+"""Users per lifecycle state: now, under other thresholds (what-if), the return curve, and
+per day, week or month (new, returning, resurrecting, dormant)."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from service.api.models import Lifecycle, ReturnCurve, WhatIf
+from service.api.models import IntervalLifecycle, Lifecycle, ReturnCurve, WhatIf
 from service.api.problems import Problem, ValidationProblem
 from service.api.routes.params import ChannelParam, DurationParam
+from service.core.calendar import Calendar
 from service.core.durations import DurationError, format_duration, parse_duration
+from service.core.intervals import IntervalError, granularity
 from service.core.lifecycle import Thresholds, ThresholdsError, validate_thresholds
 from service.core.profile import Profile
 from service.settings import Settings
+from service.storage.intervals import interval_lifecycle
 from service.storage.queries import Queries
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Documented, but checked by the handler so that every bad value is a 400 saying what is wrong.
+_KINDS: dict[str, Any] = {"enum": ["day", "week", "month"]}
+_DAY: dict[str, Any] = {"pattern": _ISO_DAY.pattern}
+
+
+def _local_day(name: str, text: str | None) -> int:
+    """The day number of a `YYYY-MM-DD` parameter; `IntervalError` saying what is wrong."""
+    if text is None:
+        raise IntervalError(f"{name} is required, a day as YYYY-MM-DD")
+    try:
+        if not _ISO_DAY.match(text):
+            raise ValueError(text)
+        return Calendar.from_iso(text)
+    except ValueError:
+        raise IntervalError(f"{name} must be a day as YYYY-MM-DD (got {text[:20]!r})") from None
 
 
 def lifecycle_routes(queries: Queries, profile: Profile, settings: Settings) -> APIRouter:
@@ -31,6 +53,39 @@ def lifecycle_routes(queries: Queries, profile: Profile, settings: Settings) -> 
         idle >= d now (censored: they may still return), and the estimated probability that a
         user idle for d comes back. Exact at the boundaries."""
         return await queries.return_curve(channel)
+
+    @router.get(
+        "/lifecycle/intervals",
+        response_model=IntervalLifecycle,
+        responses={400: {"model": Problem, "description": "a missing or bad interval, from or to"}},
+    )
+    async def get_intervals(
+        interval: Annotated[
+            str | None, Query(description="day, week (from Monday) or month", json_schema_extra=_KINDS)
+        ] = None,
+        start: Annotated[
+            str | None, Query(alias="from", description="first day, YYYY-MM-DD", json_schema_extra=_DAY)
+        ] = None,
+        end: Annotated[
+            str | None, Query(alias="to", description="last day, YYYY-MM-DD", json_schema_extra=_DAY)
+        ] = None,
+        channel: ChannelParam = None,
+    ) -> Any:
+        """Users new (first activity in the interval), returning (active in it and the one
+        before), resurrecting (active in it, not the one before, active earlier) and dormant
+        (active in the one before, not in it; a positive count) in each day, week or month
+        holding a day of `from`..`to`, in the profile's time zone, up to the clock's interval.
+        Exact for any past range whenever the events came: counted by the batch commit."""
+        try:
+            if interval is None:
+                raise IntervalError("interval is required: day, week or month")
+            g = granularity(interval)
+            body = await interval_lifecycle(
+                queries, g, _local_day("from", start), _local_day("to", end), channel
+            )
+        except IntervalError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return body
 
     @router.get(
         "/lifecycle/what-if", response_model=WhatIf, responses={422: {"model": Problem | ValidationProblem}}

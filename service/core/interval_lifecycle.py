@@ -1,0 +1,138 @@
+"""Lifecycle per interval (PostHog's and Amplitude's view), kept exact by counter differences.
+
+A user is active in an interval (a day, a Monday week or a month of the profile's calendar)
+when it had an activity event in it. Per interval J a user is
+*new* (its first active interval is J), *returning* (active in J and J-1), *resurrecting*
+(active in J, not in J-1, active before) or *dormant* (active in J-1, not in J).
+
+The class of J depends only on active(J), active(J-1) and whether the first activity is
+before J. So a newly active day d, however late it arrives, can change the class of three
+intervals only: I(d), I(d)+1 and the user's old first interval (when d is earlier). The
+batch computes the user's class of each before and after and adds the differences to the
+`lci|...` counters (`service.core.counters.interval_users`), per channel and for all
+channels (`*`): summed over any batches in any order, the counters equal the
+classification of every user's final set of active days.
+
+The set is `UserRecord.active_days`, bit k meaning "active on local day base + k" where
+base is the local day of `first_seen` (which only moves back; the bits move with it).
+Records written before it was kept have none: their next activity counts as their first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from service.core import counters as ctr
+from service.core.calendar import Calendar
+from service.core.daysets import days_of
+from service.core.intervals import GRANULARITIES, Granularity, bounds, first_day, index
+from service.core.records import UserRecord
+
+KINDS = ("new", "returning", "resurrecting", "dormant")
+ALL_CHANNELS = "*"  # the counters summed over channels, so a read does not depend on their number
+
+
+def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str]) -> None:
+    """An activity at `ts` (not before `rec.first_seen`): add its day and, when the day is new,
+    the class changes it causes. Nothing when the day is already in the set (most events)."""
+    base = cal.day(rec.first_seen)
+    offset = cal.day(ts) - base
+    old = rec.active_days
+    if old >> offset & 1:
+        return
+    new = old | 1 << offset
+    rec.active_days = new
+    day = base + offset
+    first = base + _lowest(old) if old else None
+    channel = rec.channel
+    for g in GRANULARITIES:
+        i = index(g, day)
+        if old and _active(old, base, g, i):
+            continue  # the interval was active already, and the first one cannot have moved
+        f_old = None if first is None else index(g, first)
+        f_new = i if f_old is None or i < f_old else f_old
+        targets = (i, i + 1) if f_old is None or f_old <= i + 1 else (i, i + 1, f_old)
+        for j in targets:
+            before = _class(old, base, g, j, f_old)
+            after = _class(new, base, g, j, f_new)
+            if before != after:
+                start = first_day(g, j)
+                if before is not None:
+                    counts[ctr.interval_users(g, start, channel, before)] -= 1
+                    counts[ctr.interval_users(g, start, ALL_CHANNELS, before)] -= 1
+                if after is not None:
+                    counts[ctr.interval_users(g, start, channel, after)] += 1
+                    counts[ctr.interval_users(g, start, ALL_CHANNELS, after)] += 1
+
+
+def move_base(rec: UserRecord, new_first_seen: int, cal: Calendar) -> None:
+    """`first_seen` moves back to `new_first_seen`: keep the bits on the same days. The caller
+    sets `rec.first_seen` afterwards."""
+    if rec.active_days:
+        rec.active_days <<= cal.day(rec.first_seen) - cal.day(new_first_seen)
+
+
+def move_channel(rec: UserRecord, old: str, cal: Calendar, counts: Counter[str]) -> None:
+    """The user moved from channel `old` to `rec.channel` (once, from none to its first): its
+    classes of every interval so far move with it; the all-channel counters stay."""
+    base = cal.day(rec.first_seen)
+    for g in GRANULARITIES:
+        for j, kind in contributions(rec.active_days, base, g):
+            start = first_day(g, j)
+            counts[ctr.interval_users(g, start, old, kind)] -= 1
+            counts[ctr.interval_users(g, start, rec.channel, kind)] += 1
+
+
+def withdraw(rec: UserRecord, cal: Calendar, counts: Counter[str]) -> None:
+    """An erased user: every class it counts in, taken away (its channel's and all channels')."""
+    base = cal.day(rec.first_seen)
+    for g in GRANULARITIES:
+        for j, kind in contributions(rec.active_days, base, g):
+            start = first_day(g, j)
+            counts[ctr.interval_users(g, start, rec.channel, kind)] -= 1
+            counts[ctr.interval_users(g, start, ALL_CHANNELS, kind)] -= 1
+
+
+def contributions(bits: int, base: int, g: Granularity) -> list[tuple[int, str]]:
+    """Every `(interval, kind)` a user with these active days counts in (dormant ones included)."""
+    active = sorted({index(g, base + k) for k in days_of(bits)})
+    out: list[tuple[int, str]] = []
+    previous: int | None = None
+    for j in active:
+        if previous is None:
+            out.append((j, "new"))
+        else:
+            if previous != j - 1:
+                out.append((previous + 1, "dormant"))
+            out.append((j, "returning" if previous == j - 1 else "resurrecting"))
+        previous = j
+    if previous is not None:
+        out.append((previous + 1, "dormant"))
+    return out
+
+
+def _lowest(bits: int) -> int:
+    return (bits & -bits).bit_length() - 1
+
+
+def _active(bits: int, base: int, g: Granularity, i: int) -> bool:
+    """Any day of interval `i` in the set."""
+    lo, hi = bounds(g, i)
+    lo -= base
+    hi -= base
+    if hi <= 0:
+        return False
+    if lo < 0:
+        lo = 0
+    return bool(bits >> lo & ((1 << (hi - lo)) - 1))
+
+
+def _class(bits: int, base: int, g: Granularity, j: int, first: int | None) -> str | None:
+    """The user's kind in interval `j`, given its first active interval `first`."""
+    if first is None or j < first:
+        return None
+    if _active(bits, base, g, j):
+        if j == first:
+            return "new"
+        return "returning" if _active(bits, base, g, j - 1) else "resurrecting"
+    return "dormant" if j > first and _active(bits, base, g, j - 1) else None
