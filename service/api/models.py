@@ -100,6 +100,7 @@ class UserFunnel(BaseModel):
 
 class User(BaseModel):
     user_id: str
+    merged_from: str | None = None  # the id asked for, when it was merged into `user_id`
     state: str
     rfm_segment: str
     as_of: int

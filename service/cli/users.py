@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from service.core.erasure import control_message
+from service.core.controls import control_message
 from service.core.events import MAX_ID_LEN
 from service.core.partitioning import partition_for
 from service.settings import Settings

@@ -8,111 +8,30 @@ passing of time. Neither reads a clock: the caller passes it.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from service.core import counters as ctr
 from service.core.acquisition import first_sight, move_channel
-from service.core.calendar import Calendar
-from service.core.contributions import add_population
+from service.core.batch_state import CHANNEL_COST, IDENTIFY, OTHER_TYPE, BatchResult, BatchRules, Working
+from service.core.control_steps import control_step, request_merge
+from service.core.controls import CONTROL_TYPES
 from service.core.durations import DAY_MS
-from service.core.erasure import CONTROL_TYPES, ERASE, RESTORE, cancel_pending
 from service.core.events import Event
-from service.core.funnel import REGISTRATION, count_step, stage_steps
+from service.core.funnel import count_step
 from service.core.gaps import gap_bucket
-from service.core.indexes import IndexChanges
+from service.core.identity import IDENTITY_TYPES
 from service.core.interval_lifecycle import move_base, note_active_day
 from service.core.interval_lifecycle import move_channel as move_interval_channel
-from service.core.interval_lifecycle import withdraw as withdraw_intervals
-from service.core.lifecycle import Thresholds, state_at, timed_transitions
-from service.core.named_funnels import FunnelPlan, contribution, count_change, note_time
-from service.core.profile import FunnelStage, Profile, Rfm
+from service.core.lifecycle import state_at, timed_transitions
+from service.core.named_funnels import contribution, count_change, note_time
+from service.core.profile import Profile
 from service.core.records import NO_CHANNEL, UserRecord
-from service.core.retention import RetentionRule, move_first_day, note_activity
+from service.core.retention import move_first_day, note_activity
 from service.core.traits import set_traits
 from service.core.triggers import TriggerLog, TriggerPlan, attribute, fire_due, next_due, schedule
 from service.core.value import count_high_value, count_order, rfm_class
-
-IDENTIFY = "identify"  # the event type whose `properties.traits` state who the user is
-OUTCOME_TYPES = frozenset({"message_delivered", "message_click", "payment_click", "paid"})
-OTHER_TYPE = "other"
-CHANNEL_COST = "channel_cost"  # acquisition cost of `channel` (amount); not a user's activity
-
-
-def known_types(profile: Profile) -> frozenset[str]:
-    """Event types counted under their own name; others count as `other` (bounded labels)."""
-    return (
-        profile.funnel_events
-        | (profile.activity_types or frozenset())
-        | profile.revenue_types
-        | OUTCOME_TYPES
-        | {"visit", "login", "register", "verify", "order", "renew"}
-    )
-
-
-@dataclass(slots=True)
-class BatchResult(IndexChanges):
-    """What one batch changes; the store turns it into one atomic commit."""
-
-    records: dict[str, UserRecord] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-    sums: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    watermark: int = 0
-    channels: set[str] = field(default_factory=set)
-    gaps: list[tuple[str, int]] = field(default_factory=list)  # (channel, gap ms) of each return
-    conversions: list[tuple[int, int]] = field(default_factory=list)  # (stage index, ms since first seen)
-    triggers: TriggerLog = field(default_factory=TriggerLog)
-    deleted: set[str] = field(default_factory=set)  # erased users: their records go
-    suppress: set[str] = field(default_factory=set)  # ids the suppression list gains
-    unsuppress: set[str] = field(default_factory=set)  # ids it loses (restored)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rules:
-    """The profile's rules as one batch uses them, worked out once."""
-
-    profile: Profile
-    th: Thresholds
-    rfm: Rfm
-    calendar: Calendar
-    utc: bool  # days are `ts // DAY_MS`: the per-event day offset skips the calendar's call
-    retention: RetentionRule
-    funnel: tuple[FunnelStage, ...]
-    steps: dict[str, frozenset[int]]  # funnel event type -> counts that complete a stage
-    counted_types: frozenset[str]  # funnel events and registration: counted per user
-    revenue_types: frozenset[str]
-    schedules: frozenset[str]  # event types that schedule onboarding
-    labels: frozenset[str]
-    plan: TriggerPlan
-    attribution: int
-    keep_first: int
-    funnels: FunnelPlan | None  # the named funnels (None: none)
-
-    @classmethod
-    def of(cls, profile: Profile, first_index_window: int | None) -> _Rules:
-        th = profile.thresholds
-        trig = profile.triggers
-        calendar = profile.calendar
-        retention = RetentionRule.of(profile.retention_days, calendar)
-        return cls(
-            profile,
-            th,
-            profile.rfm,
-            calendar,
-            calendar.is_utc,
-            retention,
-            profile.funnel,
-            stage_steps(profile.funnel),
-            profile.funnel_events | {REGISTRATION},
-            profile.revenue_types,
-            trig.onboarding_after if trig.onboarding_enabled else frozenset(),
-            known_types(profile),
-            TriggerPlan.of(profile),
-            trig.attribution_window,
-            max(first_index_window or 0, th.new_window),
-            FunnelPlan.of(profile.funnels, profile.calendar),
-        )
 
 
 def apply_events(
@@ -122,6 +41,7 @@ def apply_events(
     profile: Profile,
     first_index_window: int | None = None,
     suppressed: Collection[str] = (),
+    merged_into: Mapping[str, str] | None = None,
 ) -> BatchResult:
     """Apply `events` in order; `swept` is the clock up to which the partition was swept.
 
@@ -138,10 +58,11 @@ def apply_events(
     and revenue, triggers; the named funnels' counters and the indexes once per user at the end.
 
     `suppressed` are the batch's users on the suppression list: their events are dropped
-    and counted. Erase and restore control events (`service.core.erasure`) change it, in
-    order with the events.
+    and counted. `merged_into` maps the batch's ids merged into another (their tombstones):
+    their events are sent on under the other id. Control events (`service.core.controls`)
+    change both, in order with the events (`service.core.control_steps`).
     """
-    rules = _Rules.of(profile, first_index_window)
+    rules = BatchRules.of(profile, first_index_window)
     out = BatchResult()
     counts = out.counts
     tlog = out.triggers
@@ -149,31 +70,18 @@ def apply_events(
     th, plan, labels = rules.th, rules.plan, rules.labels
     trait_names = profile.traits
     counted_types, revenue_types, schedules = rules.counted_types, rules.revenue_types, rules.schedules
-    class_before: dict[str, int] = {}
-    had_pending: set[str] = set()
-    live: dict[str, UserRecord | None] = {}
-    dirty_active: set[str] = set()
-    dirty_first: set[str] = set()
+    work = Working(stored, rules.rfm)
+    class_before, had_pending, live = work.class_before, work.had_pending, work.live
+    dirty_active, dirty_first = work.dirty_active, work.dirty_first
     blocked = set(suppressed)
+    merged = dict(merged_into or {})
     funnels = rules.funnels
     keep_times = funnels.keep if funnels is not None else {}
 
     for ev in events:
         uid = ev.user_id
-        if uid in blocked or ev.type in CONTROL_TYPES:
-            if ev.type == ERASE:
-                if uid not in live:
-                    found = stored.get(uid)
-                    class_before[uid] = rfm_class(found, rules.rfm) if found is not None else 0
-                    live[uid] = found.copy() if found is not None else None
-                _erase(uid, live[uid], rules, out)
-                live[uid] = None
-                blocked.add(uid)
-            elif ev.type == RESTORE:
-                counts[ctr.RESTORED] += 1
-                blocked.discard(uid)
-            else:
-                counts[ctr.SUPPRESSED] += 1
+        if uid in blocked or uid in merged or ev.type in CONTROL_TYPES:
+            control_step(ev, work, rules, out, blocked, merged)
             continue
         ts = ev.ts
         if ts > out.watermark:
@@ -193,6 +101,8 @@ def apply_events(
             if found is not None and found.pending:
                 had_pending.add(uid)
         active = profile.is_activity(ev.type)
+        if ev.type in IDENTITY_TYPES:
+            request_merge(ev, out)
 
         if rec is None:
             if not active:
@@ -256,22 +166,13 @@ def apply_events(
             uid in dirty_first,
             rules.keep_first,
         )
+    for uid, target in merged.items():
+        if merged_into is None or merged_into.get(uid) != target:
+            out.tombstones[uid] = target
     changed = blocked.symmetric_difference(suppressed)
     out.suppress = changed & blocked
     out.unsuppress = changed - blocked
     return out
-
-
-def _erase(uid: str, rec: UserRecord | None, rules: _Rules, out: BatchResult) -> None:
-    """Take the user out of every population count and index and cancel their triggers."""
-    out.counts[ctr.ERASED] += 1
-    out.deleted.add(uid)
-    if rec is None:
-        return
-    add_population(rec, -1, rules.retention.days, rules.calendar, out.counts, out.sums)
-    withdraw_intervals(rec, rules.calendar, out.counts)
-    cancel_pending(rec, out.counts)
-    out.index_removals[rec.channel].append(uid)
 
 
 _MOVED_ACTIVE = 1  # last_active or channel changed: the active and RFM indexes
@@ -279,7 +180,7 @@ _MOVED_FIRST = 2  # first_seen or channel changed: the first_seen index
 
 
 def _advance(
-    uid: str, rec: UserRecord, ev: Event, active: bool, swept: int, rules: _Rules, out: BatchResult
+    uid: str, rec: UserRecord, ev: Event, active: bool, swept: int, rules: BatchRules, out: BatchResult
 ) -> tuple[int, int]:
     """An event of an existing user moves their clock to `tau`: the time that passed first
     (transitions, due triggers), then what the event changes (attribution, channel, cohort

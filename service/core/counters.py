@@ -128,6 +128,11 @@ LOG_REBASED = "log_rebased"  # the events topic became a new log under the appli
 ERASED = "erasures"  # erase requests applied (service.core.erasure)
 RESTORED = "restores"  # restore requests applied: the id left the suppression list
 SUPPRESSED = "suppressed_events"  # events of an erased id, dropped
+MERGED_OUT = "merges_out"  # ids merged into another (service.core.identity): their records sent
+MERGED_IN = "merges_in"  # merged records folded into their known id
+MERGES_IGNORED = "merges_ignored"  # merge requests for an id merged already, or into itself
+MERGE_CYCLES = "merge_cycles"  # merged records that followed merged ids in a circle, dropped
+MERGED_EVENTS = "merged_id_events"  # events of a merged id, sent on under the id it went into
 
 
 def split(name: str) -> list[str]:

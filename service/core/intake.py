@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from service.core.controls import control_event
 from service.core.dedup import event_digest
-from service.core.erasure import control_event
 from service.core.events import Event, Rejected, TimeBounds, decode_message
 from service.core.partitioning import partition_for
 

@@ -84,13 +84,23 @@ def move_channel(rec: UserRecord, old: str, cal: Calendar, counts: Counter[str])
 
 
 def withdraw(rec: UserRecord, cal: Calendar, counts: Counter[str]) -> None:
-    """An erased user: every class it counts in, taken away (its channel's and all channels')."""
+    """An erased (or merged) user: every class it counts in, taken away (its channel's and
+    all channels')."""
+    _add(rec, -1, cal, counts)
+
+
+def credit(rec: UserRecord, cal: Calendar, counts: Counter[str]) -> None:
+    """A user made whole at once (a merge's result): every class it counts in, added."""
+    _add(rec, 1, cal, counts)
+
+
+def _add(rec: UserRecord, sign: int, cal: Calendar, counts: Counter[str]) -> None:
     base = cal.day(rec.first_seen)
     for g in GRANULARITIES:
         for j, kind in contributions(rec.active_days, base, g):
             start = first_day(g, j)
-            counts[ctr.interval_users(g, start, rec.channel, kind)] -= 1
-            counts[ctr.interval_users(g, start, ALL_CHANNELS, kind)] -= 1
+            counts[ctr.interval_users(g, start, rec.channel, kind)] += sign
+            counts[ctr.interval_users(g, start, ALL_CHANNELS, kind)] += sign
 
 
 def contributions(bits: int, base: int, g: Granularity) -> list[tuple[int, str]]:

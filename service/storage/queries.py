@@ -15,8 +15,10 @@ from typing import Any
 from service.core import counters as ctr
 from service.core import indicators as ind
 from service.core.calendar import Calendar
+from service.core.controls import MAX_HOPS
 from service.core.funnel import conversion
 from service.core.gaps import BOUNDS_MS, return_curve
+from service.core.identity import merged_into
 from service.core.lifecycle import STATES, State, Thresholds, last_active_range, new_since, state_at
 from service.core.named_funnels import positions
 from service.core.partitioning import partition_for
@@ -58,16 +60,31 @@ class Queries:
         marks = [int(as_text(v)) for v in await pipe.execute() if v]
         return max(marks) if marks else 0
 
+    async def _record(self, user_id: str) -> tuple[str, UserRecord] | None:
+        """The user's record, following the ids it was merged into (a bounded number of hops)."""
+        uid = user_id
+        for _ in range(MAX_HOPS + 1):
+            k = PartitionKeys(self.prefix, partition_for(uid, self.partitions))
+            raw = await self.redis.hget(k.users, uid)
+            if raw is None:
+                return None
+            target = merged_into(raw if isinstance(raw, bytes) else raw.encode())
+            if target is None:
+                return uid, UserRecord.unpack(raw)
+            uid = target
+        return None
+
     async def user(self, user_id: str) -> dict[str, Any] | None:
-        k = PartitionKeys(self.prefix, partition_for(user_id, self.partitions))
-        raw = await self.redis.hget(k.users, user_id)
-        if raw is None:
+        """The user's document; an id merged into another answers with that one's, saying so."""
+        found = await self._record(user_id)
+        if found is None:
             return None
-        rec = UserRecord.unpack(raw)
+        uid, rec = found
         now = await self.now_ms()
         stage = self.profile.funnel[rec.stage].name if rec.stage >= 0 else None
         return {
-            "user_id": user_id,
+            "user_id": uid,
+            **({"merged_from": user_id} if uid != user_id else {}),
             "state": state_at(rec.first_seen, rec.last_active, now, self.profile.thresholds).value,
             "rfm_segment": rfm_segment(rec, now, self.profile),
             "as_of": now,
@@ -78,11 +95,11 @@ class Queries:
 
     async def user_triggers(self, user_id: str) -> dict[str, Any] | None:
         """A user's scheduled (pending) and recently fired triggers, with their outcomes."""
-        k = PartitionKeys(self.prefix, partition_for(user_id, self.partitions))
-        raw = await self.redis.hget(k.users, user_id)
-        if raw is None:
+        found = await self._record(user_id)
+        if found is None:
             return None
-        return {"user_id": user_id, "as_of": await self.now_ms(), **describe(UserRecord.unpack(raw))}
+        uid, rec = found
+        return {"user_id": uid, "as_of": await self.now_ms(), **describe(rec)}
 
     async def trigger_summary(self, channel: str | None = None) -> dict[str, Any]:
         totals = await self.counters()

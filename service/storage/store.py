@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from service.core import counters as ctr
-from service.core.batch import BatchResult, SweepResult
+from service.core.batch import SweepResult
+from service.core.batch_state import BatchResult
 from service.core.dedup import bucket_ttl_s
 from service.core.erasure import suppression_digest
+from service.core.identity import merged_into, tombstone
 from service.core.lifecycle import Thresholds, change_offsets
 from service.core.records import UserRecord
 from service.storage.client import AnyRedis, as_text
@@ -87,6 +89,7 @@ class Snapshot:
     seen: set[bytes]
     channels: set[str] = field(default_factory=set)  # the partition's channels so far
     suppressed: set[str] = field(default_factory=set)  # the batch's users on the suppression list
+    merged_into: dict[str, str] = field(default_factory=dict)  # the batch's ids merged into another
 
 
 class CommitBuilder:
@@ -165,15 +168,20 @@ class RedisStore:
         meta = Meta(*(as_text(v) for v in replies[0]))
         channels = {as_text(c) for c in replies[1]}
         records: dict[str, UserRecord | None] = {}
+        tombstones: dict[str, str] = {}
         suppressed: set[str] = set()
         if uids:
             for uid, raw in zip(uids, replies[2], strict=True):
+                target = merged_into(raw) if raw is not None else None
+                if target is not None:
+                    tombstones[uid] = target
+                    raw = None
                 records[uid] = UserRecord.unpack(raw) if raw is not None else None
             suppressed = {uid for uid, hit in zip(uids, replies[3], strict=True) if hit}
         seen: set[bytes] = set()
         for (_, digests), flags in zip(days, replies[2 + 2 * bool(uids) :], strict=True):
             seen.update(d for d, hit in zip(digests, flags, strict=True) if hit)
-        return Snapshot(meta, records, seen, channels, suppressed)
+        return Snapshot(meta, records, seen, channels, suppressed, tombstones)
 
     async def commit_batch(
         self,
@@ -195,6 +203,10 @@ class RedisStore:
             users += (uid, rec.pack())
         b.add("HSET", k.users, users)
         b.add("HDEL", k.users, sorted(result.deleted))
+        tombs: list[Any] = []
+        for uid, into in result.tombstones.items():
+            tombs += (uid, tombstone(into))
+        b.add("HSET", k.users, tombs)  # after the HDEL: a merged user's record becomes its tombstone
         b.add("SREM", k.erased, [suppression_digest(u) for u in sorted(result.unsuppress)])
         b.add("SADD", k.erased, [suppression_digest(u) for u in sorted(result.suppress)])
         for channel, members in result.index_removals.items():

@@ -24,6 +24,12 @@ OUTCOMES = ("applied", "duplicates", "rejected", "misrouted", "replayed", "undel
 
 
 _ERASURE_ACTIONS = {ctr.ERASED: "erase", ctr.RESTORED: "restore"}
+_MERGE_STEPS = {
+    ctr.MERGED_OUT: "out",
+    ctr.MERGED_IN: "in",
+    ctr.MERGES_IGNORED: "ignored",
+    ctr.MERGE_CYCLES: "cycle",
+}
 
 
 class WorkerMetrics:
@@ -40,6 +46,13 @@ class WorkerMetrics:
             f"{PREFIX}_erasures_total",
             "Erase and restore requests applied (the user left, or the suppression was lifted).",
             ["action"],
+            **kw,  # type: ignore[arg-type]
+        )
+        self.merges = Counter(
+            f"{PREFIX}_identity_merges_total",
+            "Identity merge steps applied: out (an id's record sent to the id it went into), in "
+            "(folded there), ignored (merged already, or into itself), cycle (dropped after going round).",
+            ["step"],
             **kw,  # type: ignore[arg-type]
         )
         self.events_by_type = Counter(
@@ -253,3 +266,7 @@ class WorkerMetrics:
                 self.events.labels("suppressed").inc(delta)
             elif name in _ERASURE_ACTIONS:
                 self.erasures.labels(_ERASURE_ACTIONS[name]).inc(delta)
+            elif name in _MERGE_STEPS:
+                self.merges.labels(_MERGE_STEPS[name]).inc(delta)
+            elif name == ctr.MERGED_EVENTS:
+                self.events.labels("merged_id").inc(delta)

@@ -16,10 +16,11 @@ from typing import Protocol
 
 import orjson
 
+from service.core.controls import CONTROL_TYPES, as_control_json
 from service.core.envelopes import TOO_LARGE_KEEP_BYTES, join_envelope, split_values
-from service.core.erasure import CONTROL_TYPES, as_control_json
 from service.core.events import Event
 from service.core.intake import DeadLetter
+from service.core.partitioning import partition_for
 
 OUTBOX_HEADER = "x-outbox-id"
 
@@ -114,3 +115,21 @@ def rerouted(
             )
         )
     return out
+
+
+def sent_on(
+    events_topic: str, partition: int, partitions: int, messages: list[tuple[str, bytes]]
+) -> list[Outgoing]:
+    """Messages a batch sends to the owners of other ids (identity merges, events of merged
+    ids), each to the partition of its key, marked with the partition they came from."""
+    return [
+        Outgoing(
+            events_topic,
+            value,
+            key.encode(),
+            partition_for(key, partitions),
+            [("x-sent-from", str(partition).encode())],
+            f"partition {partition}, for the owner of another id",
+        )
+        for key, value in messages
+    ]

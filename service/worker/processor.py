@@ -24,8 +24,8 @@ from service.core.batch import apply_events, sweep
 from service.core.channels import cap_channels
 from service.core.cloudevents import STRUCTURED_CONTENT_TYPE
 from service.core.cloudevents import encode as encode_trigger
+from service.core.controls import CONTROL_TYPES
 from service.core.dedup import dedup_bucket
-from service.core.erasure import CONTROL_TYPES
 from service.core.intake import Message, decode_batch, sort_batch
 from service.core.profile import Profile
 from service.core.triggers import Fired, recall_offsets
@@ -34,7 +34,15 @@ from service.storage.store import ConflictError, FencedError, OutboxEntry, Redis
 from service.worker.claims import Claims, LogIdentity
 from service.worker.metrics import OUTCOMES, WorkerMetrics
 from service.worker.outage import Outage, backoff_delay, passes_with_time
-from service.worker.outgoing import OUTBOX_HEADER, Outgoing, Sink, as_reference, dead_letter, rerouted
+from service.worker.outgoing import (
+    OUTBOX_HEADER,
+    Outgoing,
+    Sink,
+    as_reference,
+    dead_letter,
+    rerouted,
+    sent_on,
+)
 from service.worker.partition import Partition, Partitions
 from service.worker.topic_identity import BrokerUnavailable
 from service.worker.transaction import BatchTransaction, check_fence
@@ -217,6 +225,20 @@ class PartitionProcessor:
             tx.complete_unchanged()
             return stats  # everything was already applied: a replay after a crash
 
+        fresh = cap_channels(intake.fresh, snap.channels, settings.max_channels)
+        swept = snap.meta.swept_ms
+        if swept is None:
+            # the first events start the partition's clock (a control message's request time does not)
+            swept = min((e.ts for e in fresh if e.type not in CONTROL_TYPES), default=None)
+        result = apply_events(
+            snap.records,
+            fresh,
+            swept if swept is not None else 0,
+            self.profile,
+            settings.first_index_window_ms,
+            snap.suppressed,
+            snap.merged_into,
+        )
         limit = settings.envelope_max_bytes
         outgoing = [
             dead_letter(settings.dlq_topic, settings.events_topic, partition, d, limit)
@@ -224,6 +246,8 @@ class PartitionProcessor:
         ]
         for target, evs in intake.misrouted.items():
             outgoing += rerouted(settings.events_topic, partition, target, evs, limit)
+        # identity merges' messages and the events of merged ids, under the id they went into
+        outgoing += sent_on(settings.events_topic, partition, settings.partitions, result.outgoing)
         if outgoing:
             refused = await self.sink.send_and_wait(outgoing)
             # A dead-letter topic that takes less than we do gets the reference instead.
@@ -244,19 +268,6 @@ class PartitionProcessor:
                     extra={"partition": partition, "topic": message.topic},
                 )
 
-        fresh = cap_channels(intake.fresh, snap.channels, settings.max_channels)
-        swept = snap.meta.swept_ms
-        if swept is None:
-            # the first events start the partition's clock (a control message's request time does not)
-            swept = min((e.ts for e in fresh if e.type not in CONTROL_TYPES), default=None)
-        result = apply_events(
-            snap.records,
-            fresh,
-            swept if swept is not None else 0,
-            self.profile,
-            settings.first_index_window_ms,
-            snap.suppressed,
-        )
         stats.applied = result.counts.get(ctr.APPLIED, 0)
         tx.prepare(
             result,

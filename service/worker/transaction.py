@@ -17,7 +17,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from service.core.batch import BatchResult
+from service.core.batch_state import BatchResult
 from service.storage.store import FencedError, Meta, OutboxEntry, RedisStore, Snapshot
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.core import counters as ctr
-from service.core.batch import CHANNEL_COST, OTHER_TYPE, known_types
+from service.core.batch_state import CHANNEL_COST, OTHER_TYPE, known_types
 from service.core.events import Event, validate_event
 from service.core.records import UserRecord
 from service.storage.client import as_text, redis_client

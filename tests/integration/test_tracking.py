@@ -156,7 +156,19 @@ def test_segment_python_sdk_lands_users(broker: Any, redis_url: str, tmp_path: P
         wait_for(lambda: httpx.get(f"{url}/users/dave", headers=read).status_code == 200, 60, "dave", worker)
         dave = httpx.get(f"{url}/users/dave", headers=read).json()
         assert dave["first_seen"] == int((start + timedelta(minutes=4)).timestamp() * 1000)
-        assert httpx.get(f"{url}/users/anon-7", headers=read).status_code == 200
+
+        # identify (with the anonymous id) and alias merged anon-7 into carol: its page view is
+        # carol's first sight, and the anonymous id counts nowhere else
+        def merged() -> bool:
+            r = httpx.get(f"{url}/users/carol", headers=read, timeout=2).json()
+            return bool(r["first_seen"] == int(start.timestamp() * 1000))
+
+        wait_for(merged, 60, "anon-7 merged into carol", worker)
+        carol = httpx.get(f"{url}/users/carol", headers=read).json()
+        assert carol["event_counts"].get("visit") == 1 and carol["orders"] == 1
+        asked = httpx.get(f"{url}/users/anon-7", headers=read).json()
+        assert asked["user_id"] == "carol" and asked["merged_from"] == "anon-7"
+        assert httpx.get(f"{url}/lifecycle", headers=read).json()["total"] == 2  # carol and dave
     finally:
         api.stop()
         worker.stop()

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from service.core.batch import apply_events
 from service.core.contributions import population
+from service.core.controls import ERASE, RESTORE, control_event, control_message
 from service.core.dedup import event_digest
-from service.core.erasure import ERASE, RESTORE, control_event, control_message
 from service.core.events import Event, decode_message, validate_event
 from service.core.profile import Profile
 from service.core.records import PendingTrigger, UserRecord

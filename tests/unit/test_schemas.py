@@ -175,15 +175,44 @@ def test_the_asyncapi_document_describes_the_topics_and_its_references_exist() -
 
 
 def test_control_messages_the_worker_reads_match_their_schema() -> None:
-    from service.core.erasure import ERASE, control_event, control_message
+    from service.core.controls import ERASE, control_event, control_message
 
-    for kind in ("erase", "restore"):
-        doc = orjson.loads(control_message(kind, "u/1", "req", T0))
+    messages = [control_message(kind, "u/1", "req", T0) for kind in ("erase", "restore")]
+    messages.append(control_message("merge_out", "anon", "req", T0, into="u/1"))
+    record = [T0, T0, T0, "-", 0, 0, 0, {}, 0, 1]
+    for packed in (record, None):
+        messages.append(
+            control_message("merge_in", "u/1", "req", T0, **{"from": "anon", "record": packed, "hops": 0})
+        )
+    for value in messages:
+        doc = orjson.loads(value)
         validator("control.schema.json").validate(doc)
         assert not isinstance(control_event(doc), str)
-    bad = {"control": "erase", "user_id": "u", "request_id": "r", "ts": T0, "x": 1}
-    assert isinstance(control_event(bad), str)
-    assert not validator("control.schema.json").is_valid(bad)
+    for bad in (
+        {"control": "erase", "user_id": "u", "request_id": "r", "ts": T0, "x": 1},
+        {"control": "erase", "user_id": "u", "request_id": "r", "ts": T0, "into": "k"},
+        {"control": "merge_out", "user_id": "u", "request_id": "r", "ts": T0},
+        {
+            "control": "merge_in",
+            "user_id": "u",
+            "request_id": "r",
+            "ts": T0,
+            "from": "a",
+            "record": [1],
+            "hops": 0,
+        },
+        {
+            "control": "merge_in",
+            "user_id": "u",
+            "request_id": "r",
+            "ts": T0,
+            "from": "a",
+            "record": None,
+            "hops": 9,
+        },
+    ):
+        assert isinstance(control_event(bad), str), bad
+        assert not validator("control.schema.json").is_valid(bad), bad
     reserved = {"event_id": "e", "user_id": "u", "type": ERASE, "ts": T0}
     assert isinstance(validate_event(reserved), str)
     assert not validator("event.schema.json").is_valid(reserved)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from service.api.collector import Collector, CollectorError
-from service.core.erasure import control_message
+from service.core.controls import control_message
 from service.core.events import MAX_ID_LEN
 from service.settings import Settings
 from service.storage import erasure_log
