@@ -102,7 +102,8 @@ class Partition:
         self.sums.update(result.sums)
 
 
-def _population(counts: Counter[str]) -> dict[str, int]:
+def population_counts(counts: Counter[str]) -> dict[str, int]:
+    """The population counters of `counts` (what a user adds to the totals), without zeros."""
     return {k: v for k, v in counts.items() if k.startswith(POPULATION) and v}
 
 
@@ -121,7 +122,7 @@ def test_an_erased_user_leaves_every_population_count_as_if_never_seen(
     # the same totals as a partition that only ever saw the surviving events
     clean = Partition(profile)
     clean.apply([e for e in (validate_event(d) for d in kept) if isinstance(e, Event)], T0)
-    assert _population(part.counts) == _population(clean.counts)
+    assert population_counts(part.counts) == population_counts(clean.counts)
     assert {k: round(v, 6) for k, v in part.sums.items() if round(v, 6)} == {
         k: round(v, 6) for k, v in clean.sums.items() if round(v, 6)
     }

@@ -25,22 +25,11 @@ from service.core.partitioning import partition_for
 from service.core.profile import Profile
 from service.core.records import UserRecord
 from tests.unit.test_batch_properties import PROFILE, T0
+from tests.unit.test_erasure import population_counts as _population
 from tests.unit.test_named_funnels import PROFILE as FUNNELS_PROFILE
 
 DAY = 86_400_000
 PARTITIONS = 3
-POPULATION = (
-    "users|",
-    "stage|",
-    "orders|",
-    "payers|",
-    "registered|",
-    "cohort|",
-    "ret|",
-    "fn|",
-    "fnc|",
-    "lci|",
-)
 CHANNELS = {"a0": None, "a1": "ads", "a2": None, "k0": "seo", "k1": None, "k2": "ads"}  # one per user
 
 
@@ -146,10 +135,6 @@ def as_if_known_all_along(history: list[dict[str, Any]]) -> list[Event]:
         assert isinstance(ev, Event)
         out.append(ev)
     return out
-
-
-def _population(counts: Counter[str]) -> dict[str, int]:
-    return {k: v for k, v in counts.items() if k.startswith(POPULATION) and v}
 
 
 @settings(max_examples=300, deadline=None)
