@@ -346,7 +346,30 @@ def _versions(rds: RedisServer) -> dict[str, str]:
     }
 
 
+PHASES = (
+    "replay_publish",
+    "faust_floor",
+    "naive_faust",
+    "quix",
+    "ours_envelopes",
+    "ours_single",
+    "ours_bridge",
+    "ours_backfill",
+    "bridge_alone",
+    "scale_2_workers",
+    "latency",
+    "collector",
+    "memory",
+)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every phase, or those of `args.phases` (the raw-consumer limit always: ratios need it)."""
+    chosen = set(args.phases or PHASES)
+
+    def want(name: str) -> bool:
+        return name in chosen
+
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
@@ -403,41 +426,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rates["limit"] = round(measure_limit(bs, "single", total))
         done("limit", f"{rates['limit']:,} ev/s")
         replay_env = _env(bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01")
-        rates["replay_publish"] = round(
-            run_phases.rate("replay_publish", lambda: measure_replay(replay_env, events, work))
-        )
-        done("replay", f"{rates['replay_publish']:,} ev/s published by lifecycle replay from JSON Lines")
+        if want("replay_publish"):
+            rates["replay_publish"] = round(
+                run_phases.rate("replay_publish", lambda: measure_replay(replay_env, events, work))
+            )
+            done("replay", f"{rates['replay_publish']:,} ev/s published by lifecycle replay from JSON Lines")
         peer_env = {
             "PEER_BOOTSTRAP": bs,
             "PEER_TOPIC": "single",
             "PEER_TOTAL": str(total),
             "PEER_REDIS": rds.url,
         }
-        rates["faust_floor"] = round(
-            run_phases.rate(
-                "faust_floor",
-                lambda: measure_peer(
-                    "bench.peers.faust_floor",
-                    sys.executable,
-                    {**peer_env, "PEER_GROUP": "floor"},
-                    work / "floor.log",
-                ),
+        if want("faust_floor"):
+            rates["faust_floor"] = round(
+                run_phases.rate(
+                    "faust_floor",
+                    lambda: measure_peer(
+                        "bench.peers.faust_floor",
+                        sys.executable,
+                        {**peer_env, "PEER_GROUP": "floor"},
+                        work / "floor.log",
+                    ),
+                )
             )
-        )
-        done("faust_floor", f"{rates['faust_floor']:,} ev/s")
-        rates["naive_faust"] = round(
-            run_phases.rate(
-                "naive_faust",
-                lambda: measure_peer(
-                    "bench.peers.naive_faust",
-                    sys.executable,
-                    {**peer_env, "PEER_GROUP": "naive"},
-                    work / "naive.log",
-                ),
+            done("faust_floor", f"{rates['faust_floor']:,} ev/s")
+        if want("naive_faust"):
+            rates["naive_faust"] = round(
+                run_phases.rate(
+                    "naive_faust",
+                    lambda: measure_peer(
+                        "bench.peers.naive_faust",
+                        sys.executable,
+                        {**peer_env, "PEER_GROUP": "naive"},
+                        work / "naive.log",
+                    ),
+                )
             )
-        )
-        done("naive_faust", f"{rates['naive_faust']:,} ev/s")
-        if args.quix:
+            done("naive_faust", f"{rates['naive_faust']:,} ev/s")
+        if args.quix and want("quix"):
             quix_env = {**peer_env, "PEER_GROUP": "quix", "PEER_STATE_DIR": str(work / "quix-state")}
             python = quix_python()
             rates["quix"] = round(
@@ -462,6 +488,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("ours_single", "single", None),
             ("ours_bridge", "bridged", "single"),
         ):
+            if not want(name):
+                continue
             env = _env(bs, rds.url, topic, n_parts, name)
             details[name] = run_phases.details(
                 name,
@@ -471,77 +499,92 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             rates[name] = details[name]["events_per_s"]
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
-        # the order history: nearly every event of a batch is another user's, months apart
-        env = _env(bs, rds.url, "backfill", n_parts, "backfill")
-        details["ours_backfill"] = run_phases.details(
-            "ours_backfill",
-            partial(measure_worker, env, rds.url, "backfill", n_parts, len(backfill), work / "backfill"),
-        )
-        rates["ours_backfill"] = details["ours_backfill"]["events_per_s"]
-        done(
-            "ours_backfill",
-            f"{rates['ours_backfill']:,} ev/s, {details['ours_backfill']['cpu_s_per_million']} CPU s/M",
-        )
-        bridge_settings = Settings(
-            kafka_bootstrap=bs,
-            redis_url=rds.url,
-            events_topic="bridge_only",
-            partitions=n_parts,
-            app_id="bridge",
-        )
-        details["bridge_alone"] = round(measure_bridge(bridge_settings, "single", total))
-        done("bridge", f"{details['bridge_alone']:,} ev/s alone, one-event topic to envelopes, acknowledged")
-        env = _env(bs, rds.url, "env", n_parts, "scale2")
-        two = run_phases.details(
-            "scale_2_workers",
-            lambda: measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2),
-        )
-        done("scale", f"2 workers {two['events_per_s']:,} ev/s vs 1: {rates['ours_envelopes']:,}")
-        api_port = free_port()
-        lat_env = _env(
-            bs,
-            rds.url,
-            "latency",
-            n_parts,
-            "latency",
-            LIFECYCLE_CLOCK="wall",
-            LIFECYCLE_API_PORT=str(api_port),
-        )
-        latency = measure_latency(
-            lat_env, bs, "latency", n_parts, rds.url, "latency", api_port, events,
-            rate=max(rates["ours_envelopes"], 1_000) / 2, seconds=args.latency_seconds, log=work / "latency",
-        )  # fmt: skip
-        done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
-        port = free_port()
-        api_env = _env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
-        with open(work / "api.log", "wb") as out:
-            api = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "api"], env=api_env, stdout=out, stderr=out
+        if want("ours_backfill"):
+            # the order history: nearly every event of a batch is another user's, months apart
+            env = _env(bs, rds.url, "backfill", n_parts, "backfill")
+            details["ours_backfill"] = run_phases.details(
+                "ours_backfill",
+                partial(measure_worker, env, rds.url, "backfill", n_parts, len(backfill), work / "backfill"),
             )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-            details["collector_batches_of_100"] = round(measure_collector(f"http://127.0.0.1:{port}", events))
-        finally:
-            api.terminate()
-            api.wait(30)
-        done("collector", f"{details['collector_batches_of_100']:,} ev/s")
+            rates["ours_backfill"] = details["ours_backfill"]["events_per_s"]
+            done(
+                "ours_backfill",
+                f"{rates['ours_backfill']:,} ev/s, {details['ours_backfill']['cpu_s_per_million']} CPU s/M",
+            )
+        if want("bridge_alone"):
+            bridge_settings = Settings(
+                kafka_bootstrap=bs,
+                redis_url=rds.url,
+                events_topic="bridge_only",
+                partitions=n_parts,
+                app_id="bridge",
+            )
+            details["bridge_alone"] = round(measure_bridge(bridge_settings, "single", total))
+            done(
+                "bridge",
+                f"{details['bridge_alone']:,} ev/s alone, one-event topic to envelopes, acknowledged",
+            )
+        two: dict[str, Any] = {}
+        if want("scale_2_workers"):
+            env = _env(bs, rds.url, "env", n_parts, "scale2")
+            two = run_phases.details(
+                "scale_2_workers",
+                lambda: measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2),
+            )
+            done("scale", f"2 workers {two['events_per_s']:,} ev/s vs 1: {rates.get('ours_envelopes')}")
+        latency: dict[str, Any] | None = None
+        if want("latency"):
+            api_port = free_port()
+            lat_env = _env(
+                bs,
+                rds.url,
+                "latency",
+                n_parts,
+                "latency",
+                LIFECYCLE_CLOCK="wall",
+                LIFECYCLE_API_PORT=str(api_port),
+            )
+            half = max(rates.get("ours_envelopes", 0), 1_000) / 2
+            latency = measure_latency(
+                lat_env, bs, "latency", n_parts, rds.url, "latency", api_port, events,
+                rate=half, seconds=args.latency_seconds, log=work / "latency",
+            )  # fmt: skip
+            done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
+        if want("collector"):
+            port = free_port()
+            api_env = _env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
+            with open(work / "api.log", "wb") as out:
+                api = subprocess.Popen(
+                    [sys.executable, "-m", "service.cli", "api"], env=api_env, stdout=out, stderr=out
+                )
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
+                        break
+                    except httpx.HTTPError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+                details["collector_batches_of_100"] = round(
+                    measure_collector(f"http://127.0.0.1:{port}", events)
+                )
+            finally:
+                api.terminate()
+                api.wait(30)
+            done("collector", f"{details['collector_batches_of_100']:,} ev/s")
         versions = _versions(rds)
-    population = memory_and_sweep(args.memory_users, n_parts, work)
-    done(
-        "memory+sweep",
-        f"{population['redis_bytes_per_user']} B/user; sweeps {population['sweep_s']} "
-        f"at {args.memory_users:,} users",
-    )
+    population: dict[str, Any] | None = None
+    if want("memory"):
+        population = memory_and_sweep(args.memory_users, n_parts, work)
+        done(
+            "memory+sweep",
+            f"{population['redis_bytes_per_user']} B/user; sweeps {population['sweep_s']} "
+            f"at {args.memory_users:,} users",
+        )
     phases.close()
-    return {
+    result: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -552,31 +595,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "events": total,
         "users": args.users,
         "partitions": n_parts,
+        "phases": [name for name in PHASES if want(name)],
         "rates": rates,
         "timed_out": run_phases.timed_out,
         "ratios_to_limit": {k: round(v / rates["limit"], 3) for k, v in rates.items() if k != "limit"},
         "cpu_s_per_million": {k: v["cpu_s_per_million"] for k, v in details.items() if isinstance(v, dict)},
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in details.items() if isinstance(v, dict)},
-        "latency_ms": {
+    }
+    if latency is not None:
+        result["latency_ms"] = {
             "p50": latency["committed_ms"]["p50"],
             "p99": latency["committed_ms"]["p99"],
             "committed": latency["committed_ms"],
             "visible_in_api": latency["visible_ms"],
             "offered_events_per_s": latency["offered_events_per_s"],
-        },
-        "redis_bytes_per_user": population["redis_bytes_per_user"],
-        "redis_bytes_per_user_by_key": population["redis_bytes_per_user_by_key"],
-        "memory_users": population["users"],
-        "sweep_s": population["sweep_s"],
-        "sweep_changes": population["sweep_changes"],
-        "scale_2_workers": {
+        }
+    if population is not None:
+        result |= {
+            "redis_bytes_per_user": population["redis_bytes_per_user"],
+            "redis_bytes_per_user_by_key": population["redis_bytes_per_user_by_key"],
+            "memory_users": population["users"],
+            "sweep_s": population["sweep_s"],
+            "sweep_changes": population["sweep_changes"],
+        }
+    if two:
+        result["scale_2_workers"] = {
             "events_per_s": two["events_per_s"],
-            "ratio_to_1_worker": round(two["events_per_s"] / max(rates["ours_envelopes"], 1), 2),
+            "ratio_to_1_worker": round(two["events_per_s"] / max(rates.get("ours_envelopes", 0), 1), 2),
             "cpu_s_per_million": two["cpu_s_per_million"],
-        },
-        "collector_batches_of_100": details["collector_batches_of_100"],
-        "bridge_alone": details["bridge_alone"],
-    }
+        }
+    for name in ("collector_batches_of_100", "bridge_alone"):
+        if name in details:
+            result[name] = details[name]
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -586,18 +637,28 @@ def table(result: dict[str, Any]) -> str:
     for name, value in r.items():
         note = "  timed out (the rate it had reached)" if name in late else ""
         rows.append(f"{name:<16} {value:>10,} {value / r['limit']:>8.3f}{note}")
-    lat = result["latency_ms"]
-    rows += [
-        f"latency at {lat['offered_events_per_s']:,} ev/s: "
-        f"committed p50 {lat['p50']} ms, p99 {lat['p99']} ms; "
-        f"visible in API p50 {lat['visible_in_api']['p50']} ms, p99 {lat['visible_in_api']['p99']} ms",
-        f"Redis bytes per user ({result['memory_users']:,} users): {result['redis_bytes_per_user']}",
-        f"sweep: none {result['sweep_s']['none']} s, 1% crossing {result['sweep_s']['crossing_1pct']} s",
-        f"bridge alone: {result['bridge_alone']:,} ev/s; "
-        f"collector: {result['collector_batches_of_100']:,} ev/s",
-        f"2 workers: {result['scale_2_workers']['events_per_s']:,} ev/s "
-        f"({result['scale_2_workers']['ratio_to_1_worker']} x one worker)",
-    ]
+    if "latency_ms" in result:
+        lat = result["latency_ms"]
+        rows.append(
+            f"latency at {lat['offered_events_per_s']:,} ev/s: "
+            f"committed p50 {lat['p50']} ms, p99 {lat['p99']} ms; "
+            f"visible in API p50 {lat['visible_in_api']['p50']} ms, p99 {lat['visible_in_api']['p99']} ms"
+        )
+    if "redis_bytes_per_user" in result:
+        rows.append(
+            f"Redis bytes per user ({result['memory_users']:,} users): {result['redis_bytes_per_user']}"
+        )
+        rows.append(
+            f"sweep: none {result['sweep_s']['none']} s, 1% crossing {result['sweep_s']['crossing_1pct']} s"
+        )
+    for name in ("bridge_alone", "collector_batches_of_100"):
+        if name in result:
+            rows.append(f"{name}: {result[name]:,} ev/s")
+    if "scale_2_workers" in result:
+        two = result["scale_2_workers"]
+        rows.append(f"2 workers: {two['events_per_s']:,} ev/s ({two['ratio_to_1_worker']} x one worker)")
+    for name, cpu in result.get("cpu_s_per_million", {}).items():
+        rows.append(f"worker CPU s per million events, {name}: {cpu}")
     return "\n".join(rows)
 
 
@@ -614,9 +675,17 @@ def main() -> None:
     parser.add_argument("--no-quix", dest="quix", action="store_false", help="skip the Quix Streams peer")
     parser.add_argument("--json", help="also write the result to this file")
     parser.add_argument(
+        "--phases",
+        type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
+        help=f"comma-separated phases to run (default: all): {', '.join(PHASES)}",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="a few seconds' run (small N, Tansu, no Quix): does it all work?"
     )
     args = parser.parse_args()
+    unknown = sorted(set(args.phases or ()) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; known: {', '.join(PHASES)}")
     if args.smoke:
         args.events, args.users, args.memory_users, args.latency_seconds = 20_000, 2000, 5000, 2
         args.broker, args.quix = "tansu", False

@@ -4,6 +4,7 @@ rate it had reached, and the run goes on: one slow phase no longer costs every r
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,3 +47,30 @@ def test_the_table_says_which_phases_timed_out() -> None:
     rows = {line.split()[0]: line for line in table(result).splitlines()}
     assert rows["naive_faust"].endswith("timed out (the rate it had reached)")
     assert "timed out" not in rows["ours_envelopes"]
+
+
+def test_a_run_of_some_phases_has_a_table_of_what_ran() -> None:
+    result = json.loads((ROOT / "bench" / "results.json").read_text())
+    partial = {
+        key: result[key]
+        for key in ("machine", "versions", "broker", "events", "users", "partitions", "timed_out")
+    }
+    partial |= {
+        "phases": ["ours_backfill"],
+        "timed_out": [],
+        "rates": {"limit": 200_000, "ours_backfill": 12_000},
+        "cpu_s_per_million": {"ours_backfill": 70.0},
+    }
+    text = table(partial)
+    assert "ours_backfill" in text and "latency" not in text and "worker CPU s per million events" in text
+
+
+def test_an_unknown_phase_is_refused_with_the_known_ones() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "--phases", "ours_backfill,warp"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "unknown phase(s) warp" in proc.stderr and "ours_envelopes" in proc.stderr
