@@ -40,21 +40,30 @@ def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str
     old = rec.active_days
     if old >> offset & 1:
         return
-    new = old | 1 << offset
-    rec.active_days = new
+    rec.active_days = old | 1 << offset
     day = base + offset
-    first = base + _lowest(old) if old else None
     channel = rec.channel
+    if offset >= old.bit_length():  # after every day so far: the common case, worked out directly
+        _note_latest(day, base + old.bit_length() - 1 if old else None, channel, counts)
+        return
+    first = base + _lowest(old) if old else None
     for g in GRANULARITIES:
         i = index(g, day)
-        if old and _active(old, base, g, i):
+        if old and g != "day" and _active(old, base, g, i):  # (a new day is a new day interval)
             continue  # the interval was active already, and the first one cannot have moved
         f_old = None if first is None else index(g, first)
         f_new = i if f_old is None or i < f_old else f_old
         targets = (i, i + 1) if f_old is None or f_old <= i + 1 else (i, i + 1, f_old)
+        # whether each interval near the targets was active before: each asked once; after,
+        # the same but interval i (which was not)
+        was: dict[int, bool] = {i: False}
         for j in targets:
-            before = _class(old, base, g, j, f_old)
-            after = _class(new, base, g, j, f_new)
+            for x in (j, j - 1):
+                if x not in was:
+                    was[x] = _active(old, base, g, x)
+        for j in targets:
+            before = _kind(was[j], was[j - 1], j, f_old)
+            after = _kind(was[j] or j == i, was[j - 1] or j - 1 == i, j, f_new)
             if before != after:
                 start = first_day(g, j)
                 if before is not None:
@@ -63,6 +72,31 @@ def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str
                 if after is not None:
                     counts[ctr.interval_users(g, start, channel, after)] += 1
                     counts[ctr.interval_users(g, start, ALL_CHANNELS, after)] += 1
+
+
+def _note_latest(day: int, last: int | None, channel: str, counts: Counter[str]) -> None:
+    """A new active `day` after the user's `last` one (None: its first): per granularity, its
+    interval i becomes new (the first), returning (after an active i - 1: it was dormant) or
+    resurrecting, and i + 1 becomes dormant; an interval already active changes nothing."""
+    for g in GRANULARITIES:
+        i = index(g, day)
+        if last is None:
+            changes: tuple[tuple[int, str | None, str], ...] = ((i, None, "new"), (i + 1, None, "dormant"))
+        else:
+            previous = index(g, last)
+            if i == previous:
+                continue
+            if i == previous + 1:
+                changes = ((i, "dormant", "returning"), (i + 1, None, "dormant"))
+            else:
+                changes = ((i, None, "resurrecting"), (i + 1, None, "dormant"))
+        for j, before, after in changes:
+            start = first_day(g, j)
+            if before is not None:
+                counts[ctr.interval_users(g, start, channel, before)] -= 1
+                counts[ctr.interval_users(g, start, ALL_CHANNELS, before)] -= 1
+            counts[ctr.interval_users(g, start, channel, after)] += 1
+            counts[ctr.interval_users(g, start, ALL_CHANNELS, after)] += 1
 
 
 def move_base(rec: UserRecord, new_first_seen: int, cal: Calendar) -> None:
@@ -137,12 +171,13 @@ def _active(bits: int, base: int, g: Granularity, i: int) -> bool:
     return bool(bits >> lo & ((1 << (hi - lo)) - 1))
 
 
-def _class(bits: int, base: int, g: Granularity, j: int, first: int | None) -> str | None:
-    """The user's kind in interval `j`, given its first active interval `first`."""
+def _kind(active: bool, active_before: bool, j: int, first: int | None) -> str | None:
+    """The user's kind in interval `j`, active in it or not and in `j - 1` or not, given its
+    first active interval `first`."""
     if first is None or j < first:
         return None
-    if _active(bits, base, g, j):
+    if active:
         if j == first:
             return "new"
-        return "returning" if _active(bits, base, g, j - 1) else "resurrecting"
-    return "dormant" if j > first and _active(bits, base, g, j - 1) else None
+        return "returning" if active_before else "resurrecting"
+    return "dormant" if j > first and active_before else None

@@ -9,6 +9,7 @@ which is all the lifecycle per interval needs to ask "was the user active in it"
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Literal
 
 Granularity = Literal["day", "week", "month"]
@@ -29,6 +30,7 @@ def granularity(name: str) -> Granularity:
     raise IntervalError(f"interval must be one of day, week, month (got {name!r})")
 
 
+@lru_cache(maxsize=1 << 16)  # a batch asks about the same few hundred days again and again
 def index(g: Granularity, day: int) -> int:
     """The interval of granularity `g` that local `day` falls in."""
     if g == "day":
@@ -39,6 +41,7 @@ def index(g: Granularity, day: int) -> int:
     return d.year * 12 + d.month - 1
 
 
+@lru_cache(maxsize=1 << 16)
 def first_day(g: Granularity, i: int) -> int:
     """The first local day of interval `i`."""
     if g == "day":
