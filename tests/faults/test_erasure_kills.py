@@ -41,13 +41,13 @@ async def test_kill_9_mid_erasure_applies_each_erasure_once(
     broker: Any, redis_url: str, tmp_path: Path
 ) -> None:
     stack = fault_stack(broker, redis_url, tmp_path, PARTITIONS)
-    events = trigger_history(400)
+    events = trigger_history(250)
     rng = random.Random(20261206)
-    kills = 3
+    kills = 2
     size = -(-len(events) // (kills + 1))
     chunks = [events[i : i + size] for i in range(0, len(events), size)]
     users = sorted({e["user_id"] for e in events})
-    erased_per_round = [rng.sample(users, 8) for _ in range(kills)]
+    erased_per_round = [rng.sample(users, 10) for _ in range(kills)]
     history: list[dict[str, Any]] = []  # what was sent, in order, for the reference
     worker = stack.worker()
     try:
