@@ -4,9 +4,10 @@
 //   API_URL=http://127.0.0.1:8000 WRITE_KEY=... PAGE_PORT=8765 node console/tests/segment.mjs
 //
 // The SDK's settings are given inline (`cdnSettings`): nothing is fetched from a CDN. The
-// page (served here, on PAGE_PORT: its origin must be in LIFECYCLE_CORS_ORIGINS) identifies
-// a user, views a page and completes an order. Prints the SDK's requests and the API's
-// answers as JSON; exit code 0 only if every call was answered 200.
+// page (served here, on PAGE_PORT: its origin must be in LIFECYCLE_CORS_ORIGINS) is viewed
+// anonymously, then identifies a user (which merges the anonymous id into it), views a page
+// and completes an order. Prints the SDK's requests, the API's answers and the anonymous id
+// as JSON; exit code 0 only if every call was answered 200.
 
 import { createServer } from "node:http";
 import { dirname } from "node:path";
@@ -33,7 +34,9 @@ const [analytics] = await AnalyticsBrowser.load(
   },
   { disableClientPersistence: true, retryQueue: false },
 );
-await analytics.identify(c.user, { plan: "free" });  // before any activity: not kept
+await analytics.page("Home");  // anonymous: under the SDK's anonymousId
+window.anonymousId = analytics.user().anonymousId();
+await analytics.identify(c.user, { plan: "free" });  // names both ids: the anonymous one merges in
 await analytics.page("Pricing");
 await analytics.track("Order Completed", { order_id: "o-1", revenue: 42.5, currency: "EUR" });
 await analytics.identify(c.user, { plan: "pro", country: "DE", email: "x@example.com" });
@@ -70,6 +73,7 @@ const browser = await chromium.launch({
 });
 const calls = [];
 const outside = [];
+let anonymousId = null;
 try {
   const context = await browser.newContext();
   const tab = await context.newPage();
@@ -86,11 +90,12 @@ try {
   await tab.goto(`http://127.0.0.1:${PAGE_PORT}/`);
   await tab.waitForFunction(() => window.done === true, null, { timeout: 30_000 });
   const deadline = Date.now() + 15_000;
-  while (calls.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  while (calls.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  anonymousId = await tab.evaluate(() => window.anonymousId);
 } finally {
   await browser.close();
   server.close();
 }
-console.log(JSON.stringify({ calls, outside }));
-const ok = calls.length >= 4 && calls.every((c) => c.status === 200) && outside.length === 0;
+console.log(JSON.stringify({ calls, outside, anonymousId }));
+const ok = calls.length >= 5 && calls.every((c) => c.status === 200) && outside.length === 0;
 process.exit(ok ? 0 : 1);

@@ -76,10 +76,21 @@ def test_segment_browser_sdk_lands_a_user(broker: Any, redis_url: str, tmp_path:
 
         user = wait_for(landed, 60, "the browser's user", worker)
         assert user["revenue"] == 42.5
-        assert user["event_counts"].get("visit") == 1  # the page call
+        anonymous = report["anonymousId"]
+        assert anonymous and anonymous != USER
+
+        def merged() -> dict[str, Any] | None:
+            body: dict[str, Any] = httpx.get(f"{base}/users/{USER}", headers={"X-API-Key": API_KEY}).json()
+            return body if body["event_counts"].get("visit") == 2 else None
+
+        # the anonymous page view and the identified one: the identify merged the two ids
+        user = wait_for(merged, 60, "the anonymous page view merged in", worker)
+        asked = httpx.get(f"{base}/users/{anonymous}", headers={"X-API-Key": API_KEY}).json()
+        assert asked["user_id"] == USER and asked["merged_from"] == anonymous
+        assert httpx.get(f"{base}/lifecycle", headers={"X-API-Key": API_KEY}).json()["total"] == 1
         assert user["event_counts"].get("order") == 1  # "Order Completed" through the event map
-        # the profile's named traits of the identify after the user's first activity (an
-        # identify before it finds no user); email is not named, so it is not kept
+        # the profile's named traits of the last identify (the first one came before the
+        # user's own first activity); email is not named, so it is not kept
         wait_for(
             lambda: (
                 httpx.get(f"{base}/users/{USER}", headers={"X-API-Key": API_KEY}).json()["traits"]
