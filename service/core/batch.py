@@ -92,14 +92,7 @@ def apply_events(
                 out.sums[ctr.cost(ev.channel)] += ev.amount
             counts[ctr.APPLIED] += 1
             continue
-        if uid in live:
-            rec = live[uid]
-        else:
-            found = stored.get(uid)
-            rec = live[uid] = found.copy() if found is not None else None
-            class_before[uid] = rfm_class(found, rules.rfm) if found is not None else 0
-            if found is not None and found.pending:
-                had_pending.add(uid)
+        rec = live[uid] if uid in live else work.current(uid)
         active = profile.is_activity(ev.type)
         if ev.type in IDENTITY_TYPES:
             request_merge(ev, out)
