@@ -9,13 +9,13 @@ worked out here with `zoneinfo` directly rather than with `service.core.calendar
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.core.events import validate_event
+from service.core.events import Event, validate_event
 from service.core.funnel_rules import NamedFunnel, Order
 from service.core.lifecycle import Thresholds, state_at
 from service.core.partitioning import partition_for
@@ -51,15 +51,21 @@ def local_month(ts: int, profile: Profile) -> str:
     return local_date(ts, profile).strftime("%Y-%m")
 
 
-def reference(events: list[dict[str, Any]], profile: Profile) -> dict[str, RefUser]:
-    """Users after applying every distinct valid event (first occurrence of each event_id)."""
+def distinct_events(events: list[dict[str, Any]]) -> Iterator[Event]:
+    """The valid events, each event id once (its first occurrence), in order."""
     seen: set[str] = set()
-    users: dict[str, RefUser] = {}
     for raw in events:
         ev = validate_event(raw)
         if isinstance(ev, str) or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
+        yield ev
+
+
+def reference(events: list[dict[str, Any]], profile: Profile) -> dict[str, RefUser]:
+    """Users after applying every distinct valid event (first occurrence of each event_id)."""
+    users: dict[str, RefUser] = {}
+    for ev in distinct_events(events):
         if ev.type == "channel_cost":  # a channel's acquisition cost, not a user's event
             continue
         user = users.get(ev.user_id)
@@ -212,13 +218,8 @@ def transitions(
     stage is evaluated at exactly those instants.
     """
     th = profile.thresholds
-    seen: set[str] = set()
     per_user: dict[str, list[Any]] = {}
-    for raw in events:
-        ev = validate_event(raw)
-        if isinstance(ev, str) or ev.event_id in seen:
-            continue
-        seen.add(ev.event_id)
+    for ev in distinct_events(events):
         per_user.setdefault(ev.user_id, []).append(ev)
     out: Counter[str] = Counter()
 
@@ -523,13 +524,8 @@ def interval_lifecycle(
         return day
 
     users = reference(events, profile)
-    seen: set[str] = set()
     active: dict[str, set[date]] = {}
-    for raw in events:
-        ev = validate_event(raw)
-        if isinstance(ev, str) or ev.event_id in seen:
-            continue
-        seen.add(ev.event_id)
+    for ev in distinct_events(events):
         if ev.user_id in users and ev.type != "channel_cost" and profile.is_activity(ev.type):
             active.setdefault(ev.user_id, set()).add(start_of(ev.ts))
     out: Counter[tuple[str, str]] = Counter()
