@@ -437,32 +437,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "PEER_TOTAL": str(total),
             "PEER_REDIS": rds.url,
         }
-        if want("faust_floor"):
-            rates["faust_floor"] = round(
-                run_phases.rate(
-                    "faust_floor",
-                    lambda: measure_peer(
-                        "bench.peers.faust_floor",
-                        sys.executable,
-                        {**peer_env, "PEER_GROUP": "floor"},
-                        work / "floor.log",
-                    ),
+        for name, module, group in (
+            ("faust_floor", "bench.peers.faust_floor", "floor"),
+            ("naive_faust", "bench.peers.naive_faust", "naive"),
+        ):
+            if want(name):
+                env = {**peer_env, "PEER_GROUP": group}
+                log_file = work / f"{group}.log"
+                rates[name] = round(
+                    run_phases.rate(name, partial(measure_peer, module, sys.executable, env, log_file))
                 )
-            )
-            done("faust_floor", f"{rates['faust_floor']:,} ev/s")
-        if want("naive_faust"):
-            rates["naive_faust"] = round(
-                run_phases.rate(
-                    "naive_faust",
-                    lambda: measure_peer(
-                        "bench.peers.naive_faust",
-                        sys.executable,
-                        {**peer_env, "PEER_GROUP": "naive"},
-                        work / "naive.log",
-                    ),
-                )
-            )
-            done("naive_faust", f"{rates['naive_faust']:,} ev/s")
+                done(name, f"{rates[name]:,} ev/s")
         if args.quix and want("quix"):
             quix_env = {**peer_env, "PEER_GROUP": "quix", "PEER_STATE_DIR": str(work / "quix-state")}
             python = quix_python()
