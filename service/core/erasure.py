@@ -7,8 +7,9 @@ back. So it travels as an `erase` control message on the events topic
 API and CLI write those.
 
 Applied, an erasure removes the user from every population count (users, stages,
-orders, payers, registrations, revenue, cohorts, retention), every index (so from the
-lifecycle counts and every audience) and cancels its pending triggers; the record is
+orders, payers, registrations, revenue, cohorts, retention, named funnels, lifecycle per
+interval), every index (so from the lifecycle counts and every audience) and cancels its
+pending triggers; the record is
 deleted and a digest of the id goes on the partition's suppression list, so later events
 of the id are dropped and counted until a restore lifts it. The anonymous flow counts
 (events by type, transitions, return gaps, time to convert, trigger statuses) stay: they
