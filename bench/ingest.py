@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -51,7 +50,9 @@ from tqdm import tqdm
 
 from bench.latency import measure_latency
 from bench.order_history import order_history
+from bench.phases import Phases, PhaseTimedOut, phase_timeout
 from bench.population import memory_and_sweep
+from bench.worker_phase import measure_worker, worker_env
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
@@ -61,86 +62,10 @@ from service.kafka.bridge import Bridge
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.storage.keys import all_partitions
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_VERSION = "3.28.0"
 START_MS = 1_700_000_000_000
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _applied(client: redis.Redis, prefix: str, partitions: int) -> int:
-    pipe = client.pipeline(transaction=False)
-    for k in all_partitions(prefix, partitions):
-        pipe.hmget(k.counters, ["applied", "unknown_user_events", "duplicates"])
-    return sum(int(v) for reply in pipe.execute() for v in reply if v is not None)
-
-
-def phase_timeout() -> float:
-    """Seconds a phase may run (`BENCH_PHASE_TIMEOUT`, default 900)."""
-    return float(os.environ.get("BENCH_PHASE_TIMEOUT", "900"))
-
-
-class PhaseTimedOut(Exception):
-    """A phase ran past `BENCH_PHASE_TIMEOUT`: the rate it had reached (0 if unknown)."""
-
-    def __init__(self, reached: float) -> None:
-        super().__init__(f"timed out at {reached:,.0f} ev/s")
-        self.reached = reached
-
-
-class Phases:
-    """Runs the phases, recording one that times out with the rate it reached, so the run
-    goes on and the results say which phases timed out."""
-
-    def __init__(self) -> None:
-        self.timed_out: list[str] = []
-
-    def rate(self, name: str, measure: Callable[[], float]) -> float:
-        try:
-            return measure()
-        except PhaseTimedOut as exc:
-            self.timed_out.append(name)
-            return exc.reached
-
-    def details(self, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        try:
-            return measure()
-        except PhaseTimedOut as exc:
-            self.timed_out.append(name)
-            return {"events_per_s": round(exc.reached), "cpu_s_per_million": None, "peak_rss_mb": None}
-
-
-def _env(
-    bootstrap: str, redis_url: str, topic: str, partitions: int, prefix: str, **extra: str
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap,
-        "LIFECYCLE_REDIS_URL": redis_url,
-        "LIFECYCLE_EVENTS_TOPIC": topic,
-        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
-        "LIFECYCLE_PARTITIONS": str(partitions),
-        "LIFECYCLE_PROFILE": "fintech",
-        "LIFECYCLE_CLOCK": "event",
-        "LIFECYCLE_KEY_PREFIX": prefix,
-        "LIFECYCLE_APP_ID": f"bench-{prefix}",
-        "LIFECYCLE_WORKER_PORT": "0",
-        "LIFECYCLE_LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 def measure_limit(bootstrap: str, topic: str, total: int) -> float:
@@ -174,60 +99,6 @@ def measure_limit(bootstrap: str, topic: str, total: int) -> float:
         return seen / (time.perf_counter() - started)
 
     return asyncio.run(run())
-
-
-def measure_worker(
-    env: dict[str, str],
-    redis_url: str,
-    prefix: str,
-    partitions: int,
-    total: int,
-    log: Path,
-    workers: int = 1,
-    bridge_from: str | None = None,
-) -> dict[str, Any]:
-    """`workers` worker processes (and a bridge feeding them, if asked) until every event is
-    committed; rate from the first commit to the last, CPU of all processes, peak RSS of one."""
-    commands = [["worker"]] * workers + ([["bridge", "--from", bridge_from]] if bridge_from else [])
-    procs = []
-    for i, command in enumerate(commands):
-        with open(log.with_suffix(f".{i}.log"), "wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "service.cli", *command], env=env, stdout=out, stderr=out
-                )
-            )
-    client = redis.Redis.from_url(redis_url)
-    try:
-        first: tuple[float, int, float] | None = None
-        deadline = time.monotonic() + phase_timeout()
-        done = 0
-        while done < total:
-            if any(p.poll() is not None for p in procs):
-                raise SystemExit(f"a process stopped at {done}/{total}; see {log}.*")
-            if time.monotonic() > deadline:
-                reached = 0.0 if first is None else (done - first[1]) / (time.perf_counter() - first[0])
-                tqdm.write(f"{prefix}: timed out at {done}/{total} events; see {log}.*", file=sys.stderr)
-                raise PhaseTimedOut(reached)
-            done = _applied(client, prefix, partitions)
-            if first is None and done > 0:
-                first = (time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs))
-            time.sleep(0.02)
-        assert first is not None
-        elapsed = time.perf_counter() - first[0]
-        measured = total - first[1]
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - first[2]
-        return {
-            "events_per_s": round(measured / elapsed),
-            "cpu_s_per_million": round(cpu / measured * 1e6, 2),
-            "peak_rss_mb": round(max(_peak_rss_mb(p.pid) for p in procs), 1),
-        }
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
-        client.close()
 
 
 def measure_replay(env: dict[str, str], events: list[dict[str, Any]], work: Path) -> float:
@@ -425,7 +296,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_phases = Phases()
         rates["limit"] = round(measure_limit(bs, "single", total))
         done("limit", f"{rates['limit']:,} ev/s")
-        replay_env = _env(bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01")
+        replay_env = worker_env(
+            bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01"
+        )
         if want("replay_publish"):
             rates["replay_publish"] = round(
                 run_phases.rate("replay_publish", lambda: measure_replay(replay_env, events, work))
@@ -475,7 +348,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             if not want(name):
                 continue
-            env = _env(bs, rds.url, topic, n_parts, name)
+            env = worker_env(bs, rds.url, topic, n_parts, name)
             details[name] = run_phases.details(
                 name,
                 partial(
@@ -486,7 +359,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
         if want("ours_backfill"):
             # the order history: nearly every event of a batch is another user's, months apart
-            env = _env(bs, rds.url, "backfill", n_parts, "backfill")
+            env = worker_env(bs, rds.url, "backfill", n_parts, "backfill")
             details["ours_backfill"] = run_phases.details(
                 "ours_backfill",
                 partial(measure_worker, env, rds.url, "backfill", n_parts, len(backfill), work / "backfill"),
@@ -511,7 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         two: dict[str, Any] = {}
         if want("scale_2_workers"):
-            env = _env(bs, rds.url, "env", n_parts, "scale2")
+            env = worker_env(bs, rds.url, "env", n_parts, "scale2")
             two = run_phases.details(
                 "scale_2_workers",
                 lambda: measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2),
@@ -520,7 +393,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latency: dict[str, Any] | None = None
         if want("latency"):
             api_port = free_port()
-            lat_env = _env(
+            lat_env = worker_env(
                 bs,
                 rds.url,
                 "latency",
@@ -537,7 +410,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
         if want("collector"):
             port = free_port()
-            api_env = _env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
+            api_env = worker_env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
             with open(work / "api.log", "wb") as out:
                 api = subprocess.Popen(
                     [sys.executable, "-m", "service.cli", "api"], env=api_env, stdout=out, stderr=out

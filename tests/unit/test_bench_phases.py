@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.ingest import Phases, PhaseTimedOut, measure_peer, table
+from bench.ingest import measure_peer, table
+from bench.phases import Phases, PhaseTimedOut
 
 ROOT = Path(__file__).resolve().parents[2]
 
