@@ -457,7 +457,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rates": rates,
         "timed_out": run_phases.timed_out,
         "ratios_to_limit": {k: round(v / rates["limit"], 3) for k, v in rates.items() if k != "limit"},
-        "cpu_s_per_million": {k: v["cpu_s_per_million"] for k, v in details.items() if isinstance(v, dict)},
+        "cpu_s_per_million": _per_worker_phase(details, two, "cpu_s_per_million"),
+        "redis_cpu_s_per_million": _per_worker_phase(details, two, "redis_cpu_s_per_million"),
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in details.items() if isinstance(v, dict)},
     }
     if latency is not None:
@@ -481,11 +482,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "events_per_s": two["events_per_s"],
             "ratio_to_1_worker": round(two["events_per_s"] / max(rates.get("ours_envelopes", 0), 1), 2),
             "cpu_s_per_million": two["cpu_s_per_million"],
+            "redis_cpu_s_per_million": two["redis_cpu_s_per_million"],
         }
     for name in ("collector_batches_of_100", "bridge_alone"):
         if name in details:
             result[name] = details[name]
     return result
+
+
+def _per_worker_phase(details: dict[str, Any], two: dict[str, Any], key: str) -> dict[str, Any]:
+    """`key` of every worker phase that ran: phase -> value (None if it timed out)."""
+    found = {name: v[key] for name, v in details.items() if isinstance(v, dict)}
+    return found | ({"scale_2_workers": two[key]} if two else {})
+
+
+def _cpu_rows(result: dict[str, Any]) -> list[str]:
+    """Worker and Redis CPU seconds per million events, side by side, per worker phase."""
+    worker = result.get("cpu_s_per_million", {})
+    server = result.get("redis_cpu_s_per_million", {})
+    if not worker and not server:
+        return []
+    rows = [f"{'CPU s per million events':<24} {'worker':>8} {'Redis':>8}"]
+    for name in worker | server:
+        rows.append(f"{name:<24} {_num(worker.get(name)):>8} {_num(server.get(name)):>8}")
+    return rows
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -515,8 +539,7 @@ def table(result: dict[str, Any]) -> str:
     if "scale_2_workers" in result:
         two = result["scale_2_workers"]
         rows.append(f"2 workers: {two['events_per_s']:,} ev/s ({two['ratio_to_1_worker']} x one worker)")
-    for name, cpu in result.get("cpu_s_per_million", {}).items():
-        rows.append(f"worker CPU s per million events, {name}: {cpu}")
+    rows += _cpu_rows(result)
     return "\n".join(rows)
 
 

@@ -40,4 +40,9 @@ class Phases:
             return measure()
         except PhaseTimedOut as exc:
             self.timed_out.append(name)
-            return {"events_per_s": round(exc.reached), "cpu_s_per_million": None, "peak_rss_mb": None}
+            return {
+                "events_per_s": round(exc.reached),
+                "cpu_s_per_million": None,
+                "redis_cpu_s_per_million": None,
+                "peak_rss_mb": None,
+            }

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,27 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
+    return sum(_cpu_seconds(p.pid) for p in procs)
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """The server's own CPU so far (`INFO cpu`, system + user), not its children's: a forked
+    snapshot is not the cost of the commits."""
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a phase's measured window starts: the first commit seen."""
+
+    at: float
+    done: int
+    cpu: float
+    redis_cpu: float
 
 
 def applied(client: redis.Redis, prefix: str, partitions: int) -> int:
@@ -71,7 +93,11 @@ def measure_worker(
     bridge_from: str | None = None,
 ) -> dict[str, Any]:
     """`workers` worker processes (and a bridge feeding them, if asked) until every event is
-    committed; rate from the first commit to the last, CPU of all processes, peak RSS of one."""
+    committed; rate from the first commit to the last, CPU of all processes and of Redis over
+    that window, peak RSS of one.
+
+    Redis's CPU is the whole server's (phases run one at a time): it includes this loop's
+    progress reads, one pipelined HMGET per partition every 20 ms, small beside the commits."""
     commands = [["worker"]] * workers + ([["bridge", "--from", bridge_from]] if bridge_from else [])
     procs = []
     for i, command in enumerate(commands):
@@ -83,27 +109,30 @@ def measure_worker(
             )
     client = redis.Redis.from_url(redis_url)
     try:
-        first: tuple[float, int, float] | None = None
+        first: _Mark | None = None
         deadline = time.monotonic() + phase_timeout()
         done = 0
         while done < total:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"a process stopped at {done}/{total}; see {log}.*")
             if time.monotonic() > deadline:
-                reached = 0.0 if first is None else (done - first[1]) / (time.perf_counter() - first[0])
+                reached = 0.0 if first is None else (done - first.done) / (time.perf_counter() - first.at)
                 tqdm.write(f"{prefix}: timed out at {done}/{total} events; see {log}.*", file=sys.stderr)
                 raise PhaseTimedOut(reached)
             done = applied(client, prefix, partitions)
             if first is None and done > 0:
-                first = (time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs))
+                first = _Mark(time.perf_counter(), done, _cpu(procs), redis_cpu_seconds(client))
             time.sleep(0.02)
         assert first is not None
-        elapsed = time.perf_counter() - first[0]
-        measured = total - first[1]
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - first[2]
+        elapsed = time.perf_counter() - first.at
+        measured = total - first.done
+        if measured <= 0:
+            raise SystemExit(f"{prefix}: all {total} events were committed at once: too few to time")
+        per_million = 1e6 / measured
         return {
             "events_per_s": round(measured / elapsed),
-            "cpu_s_per_million": round(cpu / measured * 1e6, 2),
+            "cpu_s_per_million": round((_cpu(procs) - first.cpu) * per_million, 2),
+            "redis_cpu_s_per_million": round((redis_cpu_seconds(client) - first.redis_cpu) * per_million, 2),
             "peak_rss_mb": round(max(_peak_rss_mb(p.pid) for p in procs), 1),
         }
     finally:
