@@ -18,7 +18,9 @@ measure, one process each:
 - `latency`: produce to committed and to visible in the API at half of `ours_envelopes`;
 - `collector`: `POST /v1/events` with 100-event batches from 8 concurrent clients to a
   running `lifecycle api`, each answered after the broker's ack;
-- memory and sweep at 1,000,000 users (`bench.population`).
+- memory and sweep at 1,000,000 users (`bench.population`);
+- `by_users`, `by_envelope_size`: one worker on envelopes at several numbers of distinct
+  users and envelope sizes, `--sweep-events` events each (`bench.sweeps`).
 
 The machine is shared and noisy: compare the ratios within one run, not absolute figures
 across runs. A phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900): it is recorded with
@@ -52,6 +54,7 @@ from bench.latency import measure_latency
 from bench.order_history import order_history
 from bench.phases import Phases, PhaseTimedOut, phase_timeout
 from bench.population import memory_and_sweep
+from bench.sweeps import SIZES, USERS, Sweeps
 from bench.worker_phase import measure_worker, worker_env
 from service.core.profile import load_profile
 from service.dev.generator import generate
@@ -230,6 +233,8 @@ PHASES = (
     "scale_2_workers",
     "latency",
     "collector",
+    "by_users",
+    "by_envelope_size",
     "memory",
 )
 
@@ -244,7 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
-    phases = tqdm(total=16, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+    points = len(args.sweep_users) * want("by_users") + len(args.sweep_sizes) * want("by_envelope_size")
+    phases = tqdm(total=16 + points, desc="benchmark", unit="phase", position=0, file=sys.stderr)
 
     def done(name: str, text: str) -> None:
         phases.set_postfix_str(f"{name}: {text}")
@@ -432,6 +438,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 api.terminate()
                 api.wait(30)
             done("collector", f"{details['collector_batches_of_100']:,} ev/s")
+        sweeps = Sweeps(bs, rds.url, n_parts, args.sweep_events, START_MS, work, run_phases, done)
+        by_users = sweeps.by_users(args.sweep_users) if want("by_users") else None
+        by_size = None
+        if want("by_envelope_size"):
+            by_size = sweeps.by_envelope_size(args.sweep_sizes, min(args.users, args.sweep_events))
         versions = _versions(rds)
     population: dict[str, Any] | None = None
     if want("memory"):
@@ -487,6 +498,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("collector_batches_of_100", "bridge_alone"):
         if name in details:
             result[name] = details[name]
+    if by_users is not None or by_size is not None:
+        result["sweep_events"] = args.sweep_events
+    if by_users is not None:
+        result["by_users"] = by_users
+    if by_size is not None:
+        result["by_envelope_size"] = by_size
     return result
 
 
@@ -505,6 +522,24 @@ def _cpu_rows(result: dict[str, Any]) -> list[str]:
     rows = [f"{'CPU s per million events':<24} {'worker':>8} {'Redis':>8}"]
     for name in worker | server:
         rows.append(f"{name:<24} {_num(worker.get(name)):>8} {_num(server.get(name)):>8}")
+    return rows
+
+
+def _sweep_rows(result: dict[str, Any]) -> list[str]:
+    """One row per sweep point: rate, worker and Redis CPU s per million, users present."""
+    rows: list[str] = []
+    late = set(result.get("timed_out", []))
+    for sweep in ("by_users", "by_envelope_size"):
+        if sweep not in result:
+            continue
+        title = f"{sweep} ({result['sweep_events']:,} ev; CPU s/M)"
+        rows.append(f"{title:<40} {'events/s':>10} {'worker':>8} {'Redis':>8} {'users':>10}")
+        for key, point in result[sweep].items():
+            note = "  timed out (the rate it had reached)" if f"{sweep}/{key}" in late else ""
+            rows.append(
+                f"  {int(key):<38,} {point['events_per_s']:>10,} {_num(point['cpu_s_per_million']):>8} "
+                f"{_num(point['redis_cpu_s_per_million']):>8} {point['users_present']:>10,}{note}"
+            )
     return rows
 
 
@@ -539,8 +574,16 @@ def table(result: dict[str, Any]) -> str:
     if "scale_2_workers" in result:
         two = result["scale_2_workers"]
         rows.append(f"2 workers: {two['events_per_s']:,} ev/s ({two['ratio_to_1_worker']} x one worker)")
-    rows += _cpu_rows(result)
+    rows += _cpu_rows(result) + _sweep_rows(result)
     return "\n".join(rows)
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(",") if n.strip())
+
+
+def _listed(numbers: tuple[int, ...]) -> str:
+    return ",".join(str(n) for n in numbers)
 
 
 def main() -> None:
@@ -560,6 +603,19 @@ def main() -> None:
         type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
         help=f"comma-separated phases to run (default: all): {', '.join(PHASES)}",
     )
+    parser.add_argument("--sweep-events", type=int, default=1_000_000, help="events of each sweep point")
+    parser.add_argument(
+        "--sweep-users",
+        type=_numbers,
+        default=USERS,
+        help=f"by_users: distinct users of each point, at most --sweep-events (default {_listed(USERS)})",
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        type=_numbers,
+        default=SIZES,
+        help=f"by_envelope_size: events per envelope of each point (default {_listed(SIZES)})",
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds' run (small N, Tansu, no Quix): does it all work?"
     )
@@ -570,6 +626,9 @@ def main() -> None:
     if args.smoke:
         args.events, args.users, args.memory_users, args.latency_seconds = 20_000, 2000, 5000, 2
         args.broker, args.quix = "tansu", False
+        args.sweep_events, args.sweep_users, args.sweep_sizes = 5000, (5000,), (10,)
+    if "by_users" in (args.phases or PHASES) and max(args.sweep_users) > args.sweep_events:
+        parser.error(f"--sweep-users: at most --sweep-events ({args.sweep_events:,}) users per point")
     result = run(args)
     print(table(result))
     if args.json:
