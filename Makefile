@@ -68,8 +68,15 @@ test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, un
 faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/faults $(EDGE_TESTS)
 
-bench: setup kafka-jars  ## the ingestion benchmark on Apache Kafka (1M events; ~20 min): table + bench/results.json; PHASES=a,b runs only those (to .run/bench-phases.json)
-	$(if $(PHASES),mkdir -p .run && $(BIN)/python -m bench.ingest --phases $(PHASES) --json .run/bench-phases.json,$(BIN)/python -m bench.ingest --json bench/results.json)
+bench: setup kafka-jars  ## the ingestion benchmark on Apache Kafka (1M events; ~20 min, and the sweeps): table, bench/results.json and the sweeps' chart docs/benchmark-sweeps.png; PHASES=a,b runs only those (to .run/)
+	$(BIN)/pip install -q -c requirements.lock -e '.[bench]'
+ifdef PHASES
+	mkdir -p .run && $(BIN)/python -m bench.ingest --phases $(PHASES) --json .run/bench-phases.json
+	$(if $(findstring by_,$(PHASES)),$(BIN)/python -m bench.chart .run/bench-phases.json .run/benchmark-sweeps.png)
+else
+	$(BIN)/python -m bench.ingest --json bench/results.json
+	$(BIN)/python -m bench.chart bench/results.json docs/benchmark-sweeps.png
+endif
 
 soak: setup kafka-jars  ## 10 minutes at 70% of the measured capacity on Apache Kafka: lag, RSS, Redis per user; bench/soak.json
 	$(BIN)/python -m bench.soak --json bench/soak.json

@@ -18,7 +18,9 @@ measure, one process each:
 - `latency`: produce to committed and to visible in the API at half of `ours_envelopes`;
 - `collector`: `POST /v1/events` with 100-event batches from 8 concurrent clients to a
   running `lifecycle api`, each answered after the broker's ack;
-- memory and sweep at 1,000,000 users (`bench.population`).
+- memory and sweep at 1,000,000 users (`bench.population`);
+- `by_users`, `by_envelope_size`: one worker on envelopes at several numbers of distinct
+  users and envelope sizes, `--sweep-events` events each (`bench.sweeps`).
 
 The machine is shared and noisy: compare the ratios within one run, not absolute figures
 across runs. A phase gives up after `BENCH_PHASE_TIMEOUT` seconds (default 900): it is recorded with
@@ -37,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -51,7 +52,10 @@ from tqdm import tqdm
 
 from bench.latency import measure_latency
 from bench.order_history import order_history
+from bench.phases import Phases, PhaseTimedOut, phase_timeout
 from bench.population import memory_and_sweep
+from bench.sweeps import SIZES, USERS, Sweeps
+from bench.worker_phase import measure_worker, worker_env
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
@@ -61,86 +65,10 @@ from service.kafka.bridge import Bridge
 from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 from service.settings import Settings
-from service.storage.keys import all_partitions
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_VERSION = "3.28.0"
 START_MS = 1_700_000_000_000
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _applied(client: redis.Redis, prefix: str, partitions: int) -> int:
-    pipe = client.pipeline(transaction=False)
-    for k in all_partitions(prefix, partitions):
-        pipe.hmget(k.counters, ["applied", "unknown_user_events", "duplicates"])
-    return sum(int(v) for reply in pipe.execute() for v in reply if v is not None)
-
-
-def phase_timeout() -> float:
-    """Seconds a phase may run (`BENCH_PHASE_TIMEOUT`, default 900)."""
-    return float(os.environ.get("BENCH_PHASE_TIMEOUT", "900"))
-
-
-class PhaseTimedOut(Exception):
-    """A phase ran past `BENCH_PHASE_TIMEOUT`: the rate it had reached (0 if unknown)."""
-
-    def __init__(self, reached: float) -> None:
-        super().__init__(f"timed out at {reached:,.0f} ev/s")
-        self.reached = reached
-
-
-class Phases:
-    """Runs the phases, recording one that times out with the rate it reached, so the run
-    goes on and the results say which phases timed out."""
-
-    def __init__(self) -> None:
-        self.timed_out: list[str] = []
-
-    def rate(self, name: str, measure: Callable[[], float]) -> float:
-        try:
-            return measure()
-        except PhaseTimedOut as exc:
-            self.timed_out.append(name)
-            return exc.reached
-
-    def details(self, name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        try:
-            return measure()
-        except PhaseTimedOut as exc:
-            self.timed_out.append(name)
-            return {"events_per_s": round(exc.reached), "cpu_s_per_million": None, "peak_rss_mb": None}
-
-
-def _env(
-    bootstrap: str, redis_url: str, topic: str, partitions: int, prefix: str, **extra: str
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "LIFECYCLE_KAFKA_BOOTSTRAP": bootstrap,
-        "LIFECYCLE_REDIS_URL": redis_url,
-        "LIFECYCLE_EVENTS_TOPIC": topic,
-        "LIFECYCLE_DLQ_TOPIC": f"{topic}.dlq",
-        "LIFECYCLE_PARTITIONS": str(partitions),
-        "LIFECYCLE_PROFILE": "fintech",
-        "LIFECYCLE_CLOCK": "event",
-        "LIFECYCLE_KEY_PREFIX": prefix,
-        "LIFECYCLE_APP_ID": f"bench-{prefix}",
-        "LIFECYCLE_WORKER_PORT": "0",
-        "LIFECYCLE_LOG_LEVEL": "WARNING",
-        **extra,
-    }
 
 
 def measure_limit(bootstrap: str, topic: str, total: int) -> float:
@@ -174,60 +102,6 @@ def measure_limit(bootstrap: str, topic: str, total: int) -> float:
         return seen / (time.perf_counter() - started)
 
     return asyncio.run(run())
-
-
-def measure_worker(
-    env: dict[str, str],
-    redis_url: str,
-    prefix: str,
-    partitions: int,
-    total: int,
-    log: Path,
-    workers: int = 1,
-    bridge_from: str | None = None,
-) -> dict[str, Any]:
-    """`workers` worker processes (and a bridge feeding them, if asked) until every event is
-    committed; rate from the first commit to the last, CPU of all processes, peak RSS of one."""
-    commands = [["worker"]] * workers + ([["bridge", "--from", bridge_from]] if bridge_from else [])
-    procs = []
-    for i, command in enumerate(commands):
-        with open(log.with_suffix(f".{i}.log"), "wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "service.cli", *command], env=env, stdout=out, stderr=out
-                )
-            )
-    client = redis.Redis.from_url(redis_url)
-    try:
-        first: tuple[float, int, float] | None = None
-        deadline = time.monotonic() + phase_timeout()
-        done = 0
-        while done < total:
-            if any(p.poll() is not None for p in procs):
-                raise SystemExit(f"a process stopped at {done}/{total}; see {log}.*")
-            if time.monotonic() > deadline:
-                reached = 0.0 if first is None else (done - first[1]) / (time.perf_counter() - first[0])
-                tqdm.write(f"{prefix}: timed out at {done}/{total} events; see {log}.*", file=sys.stderr)
-                raise PhaseTimedOut(reached)
-            done = _applied(client, prefix, partitions)
-            if first is None and done > 0:
-                first = (time.perf_counter(), done, sum(_cpu_seconds(p.pid) for p in procs))
-            time.sleep(0.02)
-        assert first is not None
-        elapsed = time.perf_counter() - first[0]
-        measured = total - first[1]
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - first[2]
-        return {
-            "events_per_s": round(measured / elapsed),
-            "cpu_s_per_million": round(cpu / measured * 1e6, 2),
-            "peak_rss_mb": round(max(_peak_rss_mb(p.pid) for p in procs), 1),
-        }
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
-        client.close()
 
 
 def measure_replay(env: dict[str, str], events: list[dict[str, Any]], work: Path) -> float:
@@ -359,6 +233,8 @@ PHASES = (
     "scale_2_workers",
     "latency",
     "collector",
+    "by_users",
+    "by_envelope_size",
     "memory",
 )
 
@@ -373,7 +249,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     broker_cls = KafkaBroker if args.broker == "kafka" else TansuBroker
     n_parts = args.partitions
-    phases = tqdm(total=16, desc="benchmark", unit="phase", position=0, file=sys.stderr)
+    points = len(args.sweep_users) * want("by_users") + len(args.sweep_sizes) * want("by_envelope_size")
+    phases = tqdm(total=16 + points, desc="benchmark", unit="phase", position=0, file=sys.stderr)
 
     def done(name: str, text: str) -> None:
         phases.set_postfix_str(f"{name}: {text}")
@@ -425,7 +302,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         run_phases = Phases()
         rates["limit"] = round(measure_limit(bs, "single", total))
         done("limit", f"{rates['limit']:,} ev/s")
-        replay_env = _env(bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01")
+        replay_env = worker_env(
+            bs, rds.url, "replayed", n_parts, "replay", LIFECYCLE_MIN_EVENT_TIME="2000-01-01"
+        )
         if want("replay_publish"):
             rates["replay_publish"] = round(
                 run_phases.rate("replay_publish", lambda: measure_replay(replay_env, events, work))
@@ -475,7 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             if not want(name):
                 continue
-            env = _env(bs, rds.url, topic, n_parts, name)
+            env = worker_env(bs, rds.url, topic, n_parts, name)
             details[name] = run_phases.details(
                 name,
                 partial(
@@ -486,7 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done(name, f"{rates[name]:,} ev/s, {details[name]['cpu_s_per_million']} CPU s/M")
         if want("ours_backfill"):
             # the order history: nearly every event of a batch is another user's, months apart
-            env = _env(bs, rds.url, "backfill", n_parts, "backfill")
+            env = worker_env(bs, rds.url, "backfill", n_parts, "backfill")
             details["ours_backfill"] = run_phases.details(
                 "ours_backfill",
                 partial(measure_worker, env, rds.url, "backfill", n_parts, len(backfill), work / "backfill"),
@@ -511,7 +390,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         two: dict[str, Any] = {}
         if want("scale_2_workers"):
-            env = _env(bs, rds.url, "env", n_parts, "scale2")
+            env = worker_env(bs, rds.url, "env", n_parts, "scale2")
             two = run_phases.details(
                 "scale_2_workers",
                 lambda: measure_worker(env, rds.url, "scale2", n_parts, total, work / "scale2", workers=2),
@@ -520,7 +399,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latency: dict[str, Any] | None = None
         if want("latency"):
             api_port = free_port()
-            lat_env = _env(
+            lat_env = worker_env(
                 bs,
                 rds.url,
                 "latency",
@@ -537,7 +416,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             done("latency", f"committed {latency['committed_ms']}, visible {latency['visible_ms']}")
         if want("collector"):
             port = free_port()
-            api_env = _env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
+            api_env = worker_env(bs, rds.url, "collected", n_parts, "collector", LIFECYCLE_API_PORT=str(port))
             with open(work / "api.log", "wb") as out:
                 api = subprocess.Popen(
                     [sys.executable, "-m", "service.cli", "api"], env=api_env, stdout=out, stderr=out
@@ -559,6 +438,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 api.terminate()
                 api.wait(30)
             done("collector", f"{details['collector_batches_of_100']:,} ev/s")
+        sweeps = Sweeps(bs, rds.url, n_parts, args.sweep_events, START_MS, work, run_phases, done)
+        by_users = sweeps.by_users(args.sweep_users) if want("by_users") else None
+        by_size = None
+        if want("by_envelope_size"):
+            by_size = sweeps.by_envelope_size(args.sweep_sizes, min(args.users, args.sweep_events))
         versions = _versions(rds)
     population: dict[str, Any] | None = None
     if want("memory"):
@@ -584,7 +468,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rates": rates,
         "timed_out": run_phases.timed_out,
         "ratios_to_limit": {k: round(v / rates["limit"], 3) for k, v in rates.items() if k != "limit"},
-        "cpu_s_per_million": {k: v["cpu_s_per_million"] for k, v in details.items() if isinstance(v, dict)},
+        "cpu_s_per_million": _per_worker_phase(details, two, "cpu_s_per_million"),
+        "redis_cpu_s_per_million": _per_worker_phase(details, two, "redis_cpu_s_per_million"),
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in details.items() if isinstance(v, dict)},
     }
     if latency is not None:
@@ -608,11 +493,58 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "events_per_s": two["events_per_s"],
             "ratio_to_1_worker": round(two["events_per_s"] / max(rates.get("ours_envelopes", 0), 1), 2),
             "cpu_s_per_million": two["cpu_s_per_million"],
+            "redis_cpu_s_per_million": two["redis_cpu_s_per_million"],
         }
     for name in ("collector_batches_of_100", "bridge_alone"):
         if name in details:
             result[name] = details[name]
+    if by_users is not None or by_size is not None:
+        result["sweep_events"] = args.sweep_events
+    if by_users is not None:
+        result["by_users"] = by_users
+    if by_size is not None:
+        result["by_envelope_size"] = by_size
     return result
+
+
+def _per_worker_phase(details: dict[str, Any], two: dict[str, Any], key: str) -> dict[str, Any]:
+    """`key` of every worker phase that ran: phase -> value (None if it timed out)."""
+    found = {name: v[key] for name, v in details.items() if isinstance(v, dict)}
+    return found | ({"scale_2_workers": two[key]} if two else {})
+
+
+def _cpu_rows(result: dict[str, Any]) -> list[str]:
+    """Worker and Redis CPU seconds per million events, side by side, per worker phase."""
+    worker = result.get("cpu_s_per_million", {})
+    server = result.get("redis_cpu_s_per_million", {})
+    if not worker and not server:
+        return []
+    rows = [f"{'CPU s per million events':<24} {'worker':>8} {'Redis':>8}"]
+    for name in worker | server:
+        rows.append(f"{name:<24} {_num(worker.get(name)):>8} {_num(server.get(name)):>8}")
+    return rows
+
+
+def _sweep_rows(result: dict[str, Any]) -> list[str]:
+    """One row per sweep point: rate, worker and Redis CPU s per million, users present."""
+    rows: list[str] = []
+    late = set(result.get("timed_out", []))
+    for sweep in ("by_users", "by_envelope_size"):
+        if sweep not in result:
+            continue
+        title = f"{sweep} ({result['sweep_events']:,} ev; CPU s/M)"
+        rows.append(f"{title:<40} {'events/s':>10} {'worker':>8} {'Redis':>8} {'users':>10}")
+        for key, point in result[sweep].items():
+            note = "  timed out (the rate it had reached)" if f"{sweep}/{key}" in late else ""
+            rows.append(
+                f"  {int(key):<38,} {point['events_per_s']:>10,} {_num(point['cpu_s_per_million']):>8} "
+                f"{_num(point['redis_cpu_s_per_million']):>8} {point['users_present']:>10,}{note}"
+            )
+    return rows
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -642,9 +574,16 @@ def table(result: dict[str, Any]) -> str:
     if "scale_2_workers" in result:
         two = result["scale_2_workers"]
         rows.append(f"2 workers: {two['events_per_s']:,} ev/s ({two['ratio_to_1_worker']} x one worker)")
-    for name, cpu in result.get("cpu_s_per_million", {}).items():
-        rows.append(f"worker CPU s per million events, {name}: {cpu}")
+    rows += _cpu_rows(result) + _sweep_rows(result)
     return "\n".join(rows)
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(",") if n.strip())
+
+
+def _listed(numbers: tuple[int, ...]) -> str:
+    return ",".join(str(n) for n in numbers)
 
 
 def main() -> None:
@@ -664,6 +603,19 @@ def main() -> None:
         type=lambda text: [p.strip() for p in text.split(",") if p.strip()],
         help=f"comma-separated phases to run (default: all): {', '.join(PHASES)}",
     )
+    parser.add_argument("--sweep-events", type=int, default=1_000_000, help="events of each sweep point")
+    parser.add_argument(
+        "--sweep-users",
+        type=_numbers,
+        default=USERS,
+        help=f"by_users: distinct users of each point, at most --sweep-events (default {_listed(USERS)})",
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        type=_numbers,
+        default=SIZES,
+        help=f"by_envelope_size: events per envelope of each point (default {_listed(SIZES)})",
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="a few seconds' run (small N, Tansu, no Quix): does it all work?"
     )
@@ -674,6 +626,12 @@ def main() -> None:
     if args.smoke:
         args.events, args.users, args.memory_users, args.latency_seconds = 20_000, 2000, 5000, 2
         args.broker, args.quix = "tansu", False
+        args.sweep_events, args.sweep_users, args.sweep_sizes = 5000, (5000,), (10,)
+        # Tansu completes a group's first join after about half its rebalance timeout (the
+        # worker's 10 s, Faust's 60 s for the peers): 3 s, so joining is not most of the run
+        os.environ["LIFECYCLE_SESSION_TIMEOUT"] = os.environ["PEER_SESSION_TIMEOUT"] = "3"
+    if "by_users" in (args.phases or PHASES) and max(args.sweep_users) > args.sweep_events:
+        parser.error(f"--sweep-users: at most --sweep-events ({args.sweep_events:,}) users per point")
     result = run(args)
     print(table(result))
     if args.json:

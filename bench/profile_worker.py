@@ -25,8 +25,9 @@ from pathlib import Path
 
 import redis
 
-from bench.ingest import START_MS, _applied, _env
+from bench.ingest import START_MS
 from bench.order_history import order_history
+from bench.worker_phase import applied, worker_env
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker
@@ -91,7 +92,7 @@ def main() -> None:
         pub.publish(events)
         pub.flush()
         pub.close()
-        env = _env(broker.bootstrap, rds.url, "t", 8, "prof")
+        env = worker_env(broker.bootstrap, rds.url, "t", 8, "prof")
         out = work / "profile.txt"
         with open(work / "worker.log", "wb") as log:
             proc = subprocess.Popen(
@@ -100,7 +101,7 @@ def main() -> None:
                 env={**os.environ, **env}, stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
         client = redis.Redis.from_url(rds.url)
-        while _applied(client, "prof", 8) < len(events):
+        while applied(client, "prof", 8) < len(events):
             if proc.poll() is not None:
                 raise SystemExit(f"the worker stopped; see {work / 'worker.log'}")
             time.sleep(0.2)

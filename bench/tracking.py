@@ -32,7 +32,8 @@ import httpx
 import orjson
 from segment.analytics.client import Client
 
-from bench.ingest import START_MS, _env
+from bench.ingest import START_MS
+from bench.worker_phase import worker_env
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with RedisServer(work / "redis") as rds, broker_cls(work / "broker") as broker:
         create_topics(broker.bootstrap, {"tracked": 8, "tracked.dlq": 8})
         port = free_port()
-        env = _env(
+        env = worker_env(
             broker.bootstrap,
             rds.url,
             "tracked",

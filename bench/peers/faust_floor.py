@@ -15,6 +15,7 @@ import time
 import faust
 import orjson
 
+from bench.peers.group import group_timeouts
 from bench.peers.report import Meter
 
 app = faust.App(
@@ -26,6 +27,7 @@ app = faust.App(
     topic_disable_leader=True,
     web_enabled=False,
     datadir=os.path.join(tempfile.gettempdir(), "{conf.name}-data"),
+    **group_timeouts(),
 )
 topic = app.topic(os.environ["PEER_TOPIC"], value_type=bytes)
 meter = Meter(int(os.environ["PEER_TOTAL"]))

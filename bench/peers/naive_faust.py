@@ -17,6 +17,7 @@ import faust
 import orjson
 from redis.asyncio import Redis
 
+from bench.peers.group import group_timeouts
 from bench.peers.report import Meter
 from bench.peers.rules import apply
 
@@ -38,6 +39,7 @@ app = faust.App(
     topic_disable_leader=True,
     web_enabled=False,
     datadir=os.path.join(tempfile.gettempdir(), "{conf.name}-data"),
+    **group_timeouts(),
 )
 topic = app.topic(os.environ["PEER_TOPIC"], value_type=UserEvent)
 meter = Meter(int(os.environ["PEER_TOTAL"]))

@@ -1,5 +1,6 @@
-"""The benchmark cannot rot: its smoke run completes, writes every key, and the service
-fed envelopes beats the naive Faust app by more than five times."""
+"""The benchmark cannot rot: its smoke run completes, writes every key (the sweeps' included,
+each point holding the users it is named for), and the service fed envelopes beats the
+naive Faust app by more than five times."""
 
 from __future__ import annotations
 
@@ -34,11 +35,14 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
         "users",
         "rates",
         "cpu_s_per_million",
+        "redis_cpu_s_per_million",
         "peak_rss_mb",
         "latency_ms",
         "redis_bytes_per_user",
         "sweep_s",
         "scale_2_workers",
+        "by_users",
+        "by_envelope_size",
     ):
         assert key in result, key
     rates = result["rates"]
@@ -50,3 +54,14 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert result["latency_ms"]["p50"] > 0 and result["latency_ms"]["p99"] >= result["latency_ms"]["p50"]
     assert set(result["sweep_s"]) == {"none", "crossing_1pct"}
     assert "ours_envelopes" in proc.stdout  # the table
+    worker_phases = {"ours_envelopes", "ours_single", "ours_bridge", "ours_backfill", "scale_2_workers"}
+    assert set(result["redis_cpu_s_per_million"]) == worker_phases
+    assert all(v > 0 for v in result["redis_cpu_s_per_million"].values())
+    # the smoke's points: as many users as events (one event each), and 10-event envelopes
+    assert set(result["by_users"]) == {str(result["sweep_events"])}
+    assert set(result["by_envelope_size"]) == {"10"}
+    for users, point in result["by_users"].items():
+        assert point["users_present"] == int(users), point
+    assert result["by_envelope_size"]["10"]["users_present"] == min(result["users"], result["sweep_events"])
+    for point in [*result["by_users"].values(), *result["by_envelope_size"].values()]:
+        assert all(point[k] > 0 for k in ("events_per_s", "cpu_s_per_million", "redis_cpu_s_per_million"))
