@@ -20,8 +20,18 @@ $(BIN)/lifecycle: pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev,embedded]'
 	touch $(BIN)/lifecycle
+	@mkdir -p .run && touch .run/core-build  # that install compiled the core too
 
-setup: $(BIN)/lifecycle  ## create .venv and install the project with its locked dependencies
+# The per-event core modules, compiled with mypyc (setup.py); again whenever one of them changes,
+# since a stale build is not used (service/core/compiled.py). Without a C compiler: nothing to do.
+CORE_SOURCES := $(wildcard service/core/*.py)
+.run/core-build: $(BIN)/lifecycle setup.py $(CORE_SOURCES)
+	@mkdir -p .run
+	$(BIN)/pip install -q --no-deps -e .
+	@$(BIN)/python -c "import service.core as c; print('the core runs', c.BUILD)"
+	@touch $@
+
+setup: $(BIN)/lifecycle .run/core-build  ## create .venv and install the project with its locked dependencies (the core compiled where a C compiler is)
 
 dev: setup  ## the whole service on the embedded stack (Tansu + redis-server), with demo data
 	scripts/install-system-deps.sh --runtime-only

@@ -229,7 +229,7 @@ def _advance(
     return tau, moved
 
 
-@dataclass(slots=True)
+@dataclass
 class SweepResult:
     """What the passing of time changed: transitions counted, triggers fired, records touched."""
 

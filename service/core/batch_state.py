@@ -39,7 +39,7 @@ def known_types(profile: Profile) -> frozenset[str]:
     )
 
 
-@dataclass(slots=True)
+@dataclass
 class BatchResult(IndexChanges):
     """What one batch changes; the store turns it into one atomic commit."""
 
@@ -60,7 +60,7 @@ class BatchResult(IndexChanges):
     outgoing: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BatchRules:
     """The profile's rules as one batch uses them, worked out once."""
 
@@ -107,7 +107,7 @@ class BatchRules:
         )
 
 
-@dataclass(slots=True)
+@dataclass
 class Working:
     """The batch's users as it applies them: `live` holds each one touched (None: none, or
     gone), with what the end of the batch needs to place it in the indexes."""

@@ -29,7 +29,7 @@ class Calendar:
 
     __slots__ = ("_offsets", "_zone", "name")
 
-    def __init__(self, name: str = "UTC") -> None:
+    def __init__(self, name: object = "UTC") -> None:  # checked here, not by the caller's types
         if not isinstance(name, str) or not name or len(name) > 64:
             raise TimeZoneError(f"{name!r} is not a time zone name; write an IANA name like 'Asia/Shanghai'")
         try:

@@ -34,7 +34,7 @@ _ONE_MS = timedelta(milliseconds=1)
 _FIELDS = frozenset({"event_id", "user_id", "type", "ts", "channel", "amount", "properties"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
     """A validated canonical event; `ts` is event time in epoch milliseconds (UTC)."""
 
@@ -62,7 +62,7 @@ class Event:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TimeBounds:
     """The event times accepted now. The latest is the server's wall clock plus a margin for
     clock skew: an event dated decades ahead would otherwise move an event-time clock there
@@ -88,7 +88,7 @@ class TimeBounds:
 DEFAULT_BOUNDS = TimeBounds(MIN_TS_MS, MAX_TS_MS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Rejected:
     """Bad input as a value: why, the original bytes, and its index inside an envelope."""
 

@@ -30,7 +30,7 @@ def gap_bucket(gap_ms: int) -> int | None:
     return bisect_right(BOUNDS_MS, gap_ms) - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CurvePoint:
     idle_ms: int
     returns_after: int  # returns whose gap was >= idle_ms
@@ -67,7 +67,7 @@ class TooFewReturns(ValueError):
     """Not enough observed returns to suggest thresholds from."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Suggestion:
     silent_after: int
     churn_after: int

@@ -15,7 +15,7 @@ from service.core.records import UserRecord
 from service.core.triggers import next_due
 
 
-@dataclass(slots=True)
+@dataclass
 class IndexChanges:
     """What a batch changes in the indexes; removals are applied before additions."""
 

@@ -36,7 +36,7 @@ DecodedMessage = tuple[int, bytes | None, list[tuple[Event, bytes]], list[Reject
 """(offset, key, events with their digests, rejected items) of one message."""
 
 
-@dataclass(slots=True)
+@dataclass
 class Decoded:
     """A batch decoded, and what its snapshot must be read with."""
 
@@ -49,7 +49,7 @@ class Decoded:
         return [uid for uid, p in self.owner.items() if p == partition]
 
 
-@dataclass(slots=True)
+@dataclass
 class DeadLetter:
     """A message or envelope item that is no valid event, and where it came from."""
 
@@ -58,7 +58,7 @@ class DeadLetter:
     rejected: Rejected
 
 
-@dataclass(slots=True)
+@dataclass
 class Sorted:
     """Every message and event of a batch in one class; `last_offset` is what a commit records."""
 

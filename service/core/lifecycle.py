@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Thresholds:
     """Lifecycle durations in milliseconds; `new_window <= silent_after < churn_after < dead_after`."""
 

@@ -33,7 +33,7 @@ from service.core.funnel_rules import NamedFunnel, Order
 from service.core.records import UserRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FunnelPlan:
     """The profile's named funnels as a batch uses them."""
 

@@ -49,7 +49,7 @@ def _as_array(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not part of a record")
 
 
-@dataclass(slots=True)
+@dataclass
 class UserRecord:
     first_seen: int
     last_active: int

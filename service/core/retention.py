@@ -20,7 +20,7 @@ from service.core.calendar import Calendar
 from service.core.records import UserRecord
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RetentionRule:
     """The profile's retention days and calendar, prepared once per batch."""
 

@@ -62,7 +62,7 @@ def origin_of(flags: int) -> str:
     return ORIGINS[flags >> ORIGIN_SHIFT & 3]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Fired:
     """A trigger that reached its due time and was sent or held out (both are published)."""
 
@@ -78,7 +78,7 @@ class Fired:
     data: dict[str, Any]
 
 
-@dataclass(slots=True)
+@dataclass
 class TriggerLog:
     """What firing and scheduling produced in one batch or sweep."""
 
@@ -113,7 +113,7 @@ class RecallPoint(NamedTuple):
     extra: dict[str, Any]  # the published data (state, recall, tier); copied into each entry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TriggerPlan:
     """The profile's trigger rules, prepared once per batch: the hot path asks one question
     per event ("can anything be due?") before doing any work."""
