@@ -22,7 +22,7 @@ from service.core.events import Event
 from service.core.funnel import count_step
 from service.core.gaps import gap_bucket
 from service.core.identity import IDENTITY_TYPES
-from service.core.interval_lifecycle import move_base, note_active_day
+from service.core.interval_lifecycle import Latest, add_latest, move_base, note_active_day
 from service.core.interval_lifecycle import move_channel as move_interval_channel
 from service.core.lifecycle import state_at, timed_transitions
 from service.core.named_funnels import contribution, count_change, note_time
@@ -77,6 +77,7 @@ def apply_events(
     merged = dict(merged_into or {})
     funnels = rules.funnels
     keep_times = funnels.keep if funnels is not None else {}
+    latest: Latest = Counter()  # new latest active days, counted per interval once at the end
 
     for ev in events:
         uid = ev.user_id
@@ -103,12 +104,12 @@ def apply_events(
                 continue
             tau = ts if ts > swept else swept
             rec = live[uid] = first_sight(ev, tau, th, rules.calendar, counts)
-            note_active_day(rec, ts, rules.calendar, counts)
+            note_active_day(rec, ts, rules.calendar, counts, latest)
             out.channels.add(rec.channel)
             dirty_active.add(uid)
             dirty_first.add(uid)
         else:
-            tau, moved = _advance(uid, rec, ev, active, swept, rules, out)
+            tau, moved = _advance(uid, rec, ev, active, swept, rules, out, latest)
             if moved & _MOVED_ACTIVE:
                 dirty_active.add(uid)
             if moved & _MOVED_FIRST:
@@ -131,6 +132,7 @@ def apply_events(
         if rec.pending and rec.pending[0].due <= tau:
             fire_due(uid, rec, tau, tau, plan, tlog)  # scheduled by a late event: already due
         counts[ctr.APPLIED] += 1
+    add_latest(latest, counts)
 
     for uid, maybe in live.items():
         if maybe is None:
@@ -173,7 +175,14 @@ _MOVED_FIRST = 2  # first_seen or channel changed: the first_seen index
 
 
 def _advance(
-    uid: str, rec: UserRecord, ev: Event, active: bool, swept: int, rules: BatchRules, out: BatchResult
+    uid: str,
+    rec: UserRecord,
+    ev: Event,
+    active: bool,
+    swept: int,
+    rules: BatchRules,
+    out: BatchResult,
+    latest: Latest,
 ) -> tuple[int, int]:
     """An event of an existing user moves their clock to `tau`: the time that passed first
     (transitions, due triggers), then what the event changes (attribution, channel, cohort
@@ -213,7 +222,7 @@ def _advance(
             offset = calendar.day(ts) - calendar.day(rec.first_seen)
         if 0 <= offset <= rules.retention.span and not rec.days >> offset & 1:  # a day not noted yet
             note_activity(rec, ts, rules.retention, counts)
-        note_active_day(rec, ts, rules.calendar, counts)  # lifecycle per interval
+        note_active_day(rec, ts, rules.calendar, counts, latest)  # lifecycle per interval
         if ts > la:
             bucket = gap_bucket(ts - la)
             if bucket is not None:

@@ -21,6 +21,7 @@ Records written before it was kept have none: their next activity counts as thei
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from service.core import counters as ctr
 from service.core.calendar import Calendar
@@ -32,9 +33,20 @@ KINDS = ("new", "returning", "resurrecting", "dormant")
 ALL_CHANNELS = "*"  # the counters summed over channels, so a read does not depend on their number
 
 
-def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str]) -> None:
+# A new active day later than all of a user's others, as a batch gathers them before counting
+# (`note_active_day`'s `latest`): (day, channel, and per granularity how the day's interval
+# follows the user's previous active day's) -> users. Users of one day and channel mostly
+# share a key, so a batch formats and counts each interval counter once, not per user.
+Latest = Counter[tuple[int, str, int, int, int]]
+FIRST, SAME, NEXT, GAP = 0, 1, 2, 3  # no previous active day; the same interval; the next; later
+
+
+def note_active_day(
+    rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str], latest: Latest | None = None
+) -> None:
     """An activity at `ts` (not before `rec.first_seen`): add its day and, when the day is new,
-    the class changes it causes. Nothing when the day is already in the set (most events)."""
+    the class changes it causes (for the common new latest day, into `latest` when given:
+    `add_latest` counts them). Nothing when the day is already in the set (most events)."""
     base = cal.day(rec.first_seen)
     offset = cal.day(ts) - base
     old = rec.active_days
@@ -44,7 +56,11 @@ def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str
     day = base + offset
     channel = rec.channel
     if offset >= old.bit_length():  # after every day so far: the common case, worked out directly
-        _note_latest(day, base + old.bit_length() - 1 if old else None, channel, counts)
+        key = latest_key(day, base + old.bit_length() - 1 if old else None, channel)
+        if latest is None:
+            add_latest({key: 1}, counts)
+        else:
+            latest[key] += 1
         return
     first = base + _lowest(old) if old else None
     for g in GRANULARITIES:
@@ -74,29 +90,39 @@ def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str
                     counts[ctr.interval_users(g, start, ALL_CHANNELS, after)] += 1
 
 
-def _note_latest(day: int, last: int | None, channel: str, counts: Counter[str]) -> None:
-    """A new active `day` after the user's `last` one (None: its first): per granularity, its
-    interval i becomes new (the first), returning (after an active i - 1: it was dormant) or
-    resurrecting, and i + 1 becomes dormant; an interval already active changes nothing."""
-    for g in GRANULARITIES:
-        i = index(g, day)
-        if last is None:
-            changes: tuple[tuple[int, str | None, str], ...] = ((i, None, "new"), (i + 1, None, "dormant"))
-        else:
-            previous = index(g, last)
-            if i == previous:
+def latest_key(day: int, last: int | None, channel: str) -> tuple[int, str, int, int, int]:
+    """The `Latest` key of a new active `day` after the user's `last` one (None: its first)."""
+    if last is None:
+        return day, channel, FIRST, FIRST, FIRST
+    week, last_week = index("week", day), index("week", last)
+    month, last_month = index("month", day), index("month", last)
+    return (
+        day,
+        channel,
+        NEXT if last == day - 1 else GAP,
+        SAME if week == last_week else NEXT if week == last_week + 1 else GAP,
+        SAME if month == last_month else NEXT if month == last_month + 1 else GAP,
+    )
+
+
+def add_latest(latest: Mapping[tuple[int, str, int, int, int], int], counts: Counter[str]) -> None:
+    """Count gathered new latest days: per granularity, the day's interval i becomes new (the
+    user's first), returning (after an active i - 1: it was dormant) or resurrecting, and i + 1
+    becomes dormant; an interval already active (SAME) changes nothing."""
+    for (day, channel, *relations), n in latest.items():
+        for g, relation in zip(GRANULARITIES, relations, strict=True):
+            if relation == SAME:
                 continue
-            if i == previous + 1:
-                changes = ((i, "dormant", "returning"), (i + 1, None, "dormant"))
-            else:
-                changes = ((i, None, "resurrecting"), (i + 1, None, "dormant"))
-        for j, before, after in changes:
-            start = first_day(g, j)
-            if before is not None:
-                counts[ctr.interval_users(g, start, channel, before)] -= 1
-                counts[ctr.interval_users(g, start, ALL_CHANNELS, before)] -= 1
-            counts[ctr.interval_users(g, start, channel, after)] += 1
-            counts[ctr.interval_users(g, start, ALL_CHANNELS, after)] += 1
+            i = index(g, day)
+            start, end = first_day(g, i), first_day(g, i + 1)
+            if relation == NEXT:
+                counts[ctr.interval_users(g, start, channel, "dormant")] -= n
+                counts[ctr.interval_users(g, start, ALL_CHANNELS, "dormant")] -= n
+            kind = "new" if relation == FIRST else "returning" if relation == NEXT else "resurrecting"
+            counts[ctr.interval_users(g, start, channel, kind)] += n
+            counts[ctr.interval_users(g, start, ALL_CHANNELS, kind)] += n
+            counts[ctr.interval_users(g, end, channel, "dormant")] += n
+            counts[ctr.interval_users(g, end, ALL_CHANNELS, "dormant")] += n
 
 
 def move_base(rec: UserRecord, new_first_seen: int, cal: Calendar) -> None:
