@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
 from functools import lru_cache
 from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from service.core import counters as ctr
+from service.core.calendar import Calendar
+from service.core.durations import DAY_MS
 from service.core.events import Event, parse_ts
 from service.core.lifecycle import idle_after
 from service.core.profile import Profile
@@ -95,8 +95,13 @@ def in_holdout(user_id: str, percent: float) -> bool:
     """A stable control group: the same users are held out for every trigger."""
     if percent <= 0:
         return False
+    return _holdout_bucket(user_id) < percent * 100
+
+
+@lru_cache(maxsize=1 << 14)  # a user who was away fires several recalls at once
+def _holdout_bucket(user_id: str) -> int:
     h = int.from_bytes(hashlib.blake2b(f"holdout|{user_id}".encode(), digest_size=8).digest(), "big")
-    return h % 10_000 < percent * 100
+    return h % 10_000
 
 
 def recall_offsets(profile: Profile) -> list[int]:
@@ -233,22 +238,38 @@ def _suppressed(rec: UserRecord, kind: str, cause: int, extra: dict[str, Any]) -
 
 
 def quiet_end(at: int, quiet: QuietHours) -> int | None:
-    """The end of the quiet hours `at` falls in (epoch ms), or None when `at` is not quiet."""
-    zone = _zone(quiet.zone)
-    local = datetime.fromtimestamp(at / 1000, zone)
-    minute = local.hour * 60 + local.minute
+    """The end of the quiet hours `at` falls in: the first moment after `at` at which the local
+    clock shows a minute outside them (epoch ms), or None when `at` is not quiet.
+
+    Worked out in integers with the zone's offset when the offset is the same at `at` and a day
+    later: the end is less than a day away, so no transition lies between (a zone changes its
+    offset at most once a day). Near a transition the clock is followed minute by minute, so
+    an end in a skipped hour is the first minute after the gap and a repeated hour is quiet
+    both times."""
+    cal = _calendar(quiet.zone)
+    offset = cal.offset_ms(at)
+    if offset != cal.offset_ms(at + DAY_MS):
+        return _quiet_end_near_transition(at, quiet, cal)
+    local = at + offset
+    minute = local // 60_000 % 1_440
     if not quiet.contains(minute):
         return None
-    day = local.date()
+    day = local - local % DAY_MS
     if quiet.start > quiet.end and minute >= quiet.start:
-        day += timedelta(days=1)  # wrapped past midnight: the quiet time ends tomorrow
-    end = datetime.combine(day, time(quiet.end // 60, quiet.end % 60), zone)
-    return int(end.timestamp() * 1000)
+        day += DAY_MS  # wrapped past midnight: the quiet time ends tomorrow
+    return day + quiet.end * 60_000 - offset
+
+
+def _quiet_end_near_transition(at: int, quiet: QuietHours, cal: Calendar) -> int | None:
+    t = at
+    while quiet.contains((t + cal.offset_ms(t)) // 60_000 % 1_440):
+        t = t - t % 60_000 + 60_000  # the next minute (offsets change on whole minutes)
+    return None if t == at else t
 
 
 @lru_cache(maxsize=16)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+def _calendar(name: str) -> Calendar:
+    return Calendar(name)
 
 
 def schedule(

@@ -12,6 +12,7 @@ import itertools
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -238,6 +239,62 @@ def test_quiet_end_across_midnight_and_in_a_time_zone() -> None:
     same_day = QuietHours(12 * 60, 13 * 60, "UTC")
     assert quiet_end(T0 + 12 * HOUR + 30 * MIN, same_day) == T0 + 13 * HOUR
     assert quiet_end(T0 + 13 * HOUR, same_day) is None
+
+
+QUIET_ZONES = ["UTC", "Asia/Shanghai", "America/New_York", "America/St_Johns", "Australia/Lord_Howe"]
+YEAR_2026 = (1_767_225_600_000, 1_798_761_600_000)
+
+
+def _transitions(zone: str) -> list[int]:
+    """The instants of 2026 (to the quarter hour) at which `zone` changes its offset."""
+    tz = ZoneInfo(zone)
+    step = 15 * MIN
+    out, previous = [], None
+    for ms in range(YEAR_2026[0], YEAR_2026[1], step):
+        offset = datetime.fromtimestamp(ms / 1000, tz).utcoffset()
+        if previous is not None and offset != previous:
+            out.append(ms)
+        previous = offset
+    return out
+
+
+TRANSITIONS = {zone: _transitions(zone) for zone in QUIET_ZONES}
+
+
+def _quiet_end_by_the_clock(at: int, q: QuietHours) -> int | None:
+    """Watch a clock in the zone from `at`, minute by minute, until it shows a minute outside the
+    quiet hours (zoneinfo's conversion of each instant; no wall-time arithmetic)."""
+    tz = ZoneInfo(q.zone)
+    t = at
+    while True:
+        local = datetime.fromtimestamp(t / 1000, tz)
+        if not q.contains(local.hour * 60 + local.minute):
+            return None if t == at else t
+        t = t - t % MIN + MIN
+
+
+@st.composite
+def quiet_moments(draw: st.DrawFn) -> tuple[int, QuietHours]:
+    zone = draw(st.sampled_from(QUIET_ZONES))
+    if TRANSITIONS[zone] and draw(st.booleans()):  # within a day and a half of an offset change
+        at = draw(st.sampled_from(TRANSITIONS[zone])) + draw(st.integers(-36 * HOUR, 36 * HOUR))
+    else:
+        at = draw(st.integers(*YEAR_2026))
+    start, end = draw(st.integers(0, 1439)), draw(st.integers(0, 1439))
+    return at, QuietHours(start, end if end != start else (start + 1) % 1440, zone)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(quiet_moments())
+def test_quiet_hours_end_when_the_local_clock_leaves_them_in_every_zone_and_across_offset_changes(
+    moment: tuple[int, QuietHours],
+) -> None:
+    at, q = moment
+    assert quiet_end(at, q) == _quiet_end_by_the_clock(at, q)
+
+
+def test_the_quiet_zones_change_offset_in_2026_as_expected() -> None:
+    assert [len(TRANSITIONS[z]) for z in QUIET_ZONES] == [0, 0, 2, 2, 2]
 
 
 def test_frequency_cap_per_user_per_window() -> None:
