@@ -62,9 +62,10 @@ def origin_of(flags: int) -> str:
     return ORIGINS[flags >> ORIGIN_SHIFT & 3]
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)
 class Fired:
-    """A trigger that reached its due time and was sent or held out (both are published)."""
+    """A trigger that reached its due time and was sent or held out (both are published).
+    Never changed once made."""
 
     id: str
     kind: str
@@ -76,6 +77,31 @@ class Fired:
     holdout: bool
     advisor: bool
     data: dict[str, Any]
+
+    # written out, not generated: compiled, that is ~15 times faster (see `Event`)
+    def __init__(
+        self,
+        id: str,
+        kind: str,
+        user_id: str,
+        channel: str,
+        at: int,
+        due: int,
+        tier: str,
+        holdout: bool,
+        advisor: bool,
+        data: dict[str, Any],
+    ) -> None:
+        self.id = id
+        self.kind = kind
+        self.user_id = user_id
+        self.channel = channel
+        self.at = at
+        self.due = due
+        self.tier = tier
+        self.holdout = holdout
+        self.advisor = advisor
+        self.data = data
 
 
 @dataclass

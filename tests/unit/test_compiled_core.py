@@ -125,8 +125,11 @@ def test_decoding_gives_the_same_events_and_reasons_compiled_and_in_python(
     assert _ask(pure, request) == orjson.loads(orjson.dumps(core_twin.run(request)))
 
 
-def test_an_edited_source_is_run_as_python_not_shadowed_by_the_build(tmp_path: Path) -> None:
+def test_an_edited_source_is_run_as_python_not_shadowed_by_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stale build is noticed: the digests the build recorded no longer match the sources."""
+    monkeypatch.delenv("LIFECYCLE_PURE_PYTHON", raising=False)
     for name in compiled.MODULES:
         (tmp_path / f"{name}.py").write_text(f"# {name}\n")
     assert compiled.status(tmp_path) == "pure"  # no build there
@@ -134,3 +137,5 @@ def test_an_edited_source_is_run_as_python_not_shadowed_by_the_build(tmp_path: P
     assert compiled.status(tmp_path) == "compiled"
     (tmp_path / "triggers.py").write_text("# triggers, edited\n")
     assert compiled.status(tmp_path) == "stale"
+    monkeypatch.setenv("LIFECYCLE_PURE_PYTHON", "1")
+    assert compiled.status(tmp_path) == "pure"  # asked for
