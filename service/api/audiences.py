@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from service.api.problems import Problem, ValidationProblem
-from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms, parse_filter
+from service.core.audience_filters import AudienceFilter, AudienceFilterError, parse_filter
 from service.core.audiences import Cursor, CursorError
+from service.core.instants import iso_ms
 from service.settings import Settings
 from service.storage.audiences import AudienceReader
 

@@ -15,8 +15,9 @@ import orjson
 from kafka import KafkaProducer
 
 from service.core.audience_events import audience_cloudevent
-from service.core.audience_filters import AudienceFilter, iso_ms
+from service.core.audience_filters import AudienceFilter
 from service.core.cloudevents import STRUCTURED_CONTENT_TYPE
+from service.core.instants import iso_ms
 from service.storage.audiences import AudienceReader
 
 COLUMNS = ("user_id", "state", "channel", "stage", "segment", "last_active", "entered_at")

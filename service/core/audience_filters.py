@@ -14,13 +14,14 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import orjson
 
 from service.core.calendar import Calendar
 from service.core.durations import DurationError, format_duration, parse_duration
+from service.core.instants import iso_ms
 from service.core.segments import SEGMENT_KEYS
 
 STATE_NAMES = ("new", "retained", "silent", "churned", "dead")
@@ -28,31 +29,6 @@ FILTER_KEYS = ("state", "channel", "stage", "not_stage", "segment", "entered_sin
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-_EPOCH = date(1970, 1, 1)
-_DAYS: dict[int, str] = {}
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as RFC 3339 UTC with milliseconds (the CloudEvents `time` form).
-
-    Twice per exported user, so it is built from cached pieces (the day, the hour and
-    minute, the second, the millisecond): a fifth of `datetime.isoformat`'s cost."""
-    day, rest = divmod(ms, 86_400_000)
-    text = _DAYS.get(day)
-    if text is None:
-        if len(_DAYS) > 100_000:
-            _DAYS.clear()
-        text = _DAYS[day] = (_EPOCH + timedelta(days=day)).isoformat()
-    minute, rest = divmod(rest, 60_000)
-    second, milli = divmod(rest, 1000)
-    return text + _HOUR_MINUTE[minute] + _SECOND[second] + _MILLI[milli]
-
-
-_HOUR_MINUTE = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
-_SECOND = [f"{s:02d}." for s in range(60)]
-_MILLI = [f"{i:03d}Z" for i in range(1000)]
 
 
 class AudienceFilterError(ValueError):

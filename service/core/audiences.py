@@ -26,7 +26,8 @@ from typing import Any
 
 import orjson
 
-from service.core.audience_filters import AudienceFilter, AudienceFilterError, iso_ms
+from service.core.audience_filters import AudienceFilter, AudienceFilterError
+from service.core.instants import iso_ms
 from service.core.lifecycle import (
     INACTIVE,
     State,

@@ -6,11 +6,11 @@ id and a downstream system de-duplicates on it (CloudEvents: source + id is uniq
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from service.core.instants import iso_ms
 from service.core.records import NO_CHANNEL
 from service.core.triggers import Fired
 
@@ -22,7 +22,7 @@ STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 
 
 def rfc3339(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_ms(ms)  # from cached pieces: through datetime it was a sixth of encoding a trigger
 
 
 def reason(f: Fired) -> str:

@@ -41,6 +41,7 @@ MODULES = (
     "funnel",
     "gaps",
     "indexes",
+    "instants",
     "intake",
     "interval_lifecycle",
     "intervals",

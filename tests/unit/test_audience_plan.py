@@ -21,7 +21,6 @@ from service.core.audience_filters import (
     AudienceFilter,
     AudienceFilterError,
     TimeBound,
-    iso_ms,
     parse_filter,
 )
 from service.core.audiences import (
@@ -37,6 +36,7 @@ from service.core.audiences import (
     segment_of,
     walk_index,
 )
+from service.core.instants import iso_ms
 from service.core.lifecycle import State, Thresholds, entered_at, state_at
 from service.core.profile import FunnelStage, Profile, ProfileError, Rfm, parse_profile
 from service.core.records import UserRecord
