@@ -47,6 +47,7 @@ def _settings() -> Settings:
 def cmd_worker(args: argparse.Namespace) -> None:
     from faust import Worker
 
+    from service.worker.collector import tune_for_batches
     from stream_topologies.app import create_app
 
     settings = _settings()
@@ -55,7 +56,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
     ensure_topics(settings)
     app = create_app(settings)
     config = logging_config(settings.log_format, settings.log_level.upper())
-    Worker(app, loglevel=settings.log_level.lower(), logging_config=config).execute_from_commandline()
+    worker = Worker(app, loglevel=settings.log_level.lower(), logging_config=config)
+    tune_for_batches()
+    worker.execute_from_commandline()
 
 
 def cmd_api(args: argparse.Namespace) -> None:
