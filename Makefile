@@ -9,6 +9,12 @@ SEED := $(or $(SEED),$(shell date +%s%N))
 EDGE_TESTS := tests/integration/test_oversize_dead_letters.py tests/integration/test_envelope_bytes.py \
 	tests/integration/test_event_time_bounds.py tests/integration/test_commit_atomic_at_maxmemory.py
 PYTEST := $(BIN)/pytest -q --durations=15 --hypothesis-profile=ci --hypothesis-seed=$(SEED)
+# The test targets run on pytest-xdist workers, each with its own broker and redis-server
+# (session fixtures), a test file whole on one worker. The broker tests mostly wait (worker
+# start-ups, rebalances, sessions), so two workers nearly halve CI on two cores.
+# `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 image-sbom: setup  ## the image's SBOM (CycloneDX JSON from pip metadata, no Docker): sbom.cdx.json
 	$(BIN)/python scripts/sbom.py -o sbom.cdx.json
@@ -63,17 +69,17 @@ lint: setup
 
 test-unit: setup
 	@echo "hypothesis seed $(SEED) (make test-unit SEED=$(SEED) repeats it)"
-	$(PYTEST) tests/unit
+	$(PYTEST) $(XDIST) tests/unit
 
 test-integration: setup kafka-jars console-deps
 	@echo "hypothesis seed $(SEED) (make test-integration SEED=$(SEED) repeats it)"
-	$(PYTEST) tests/integration tests/e2e
-	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) tests/integration tests/faults/test_broker_restart.py
+	$(PYTEST) $(XDIST) tests/integration tests/e2e
+	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) $(XDIST) tests/integration tests/faults/test_broker_restart.py
 
 test: setup kafka-jars console-deps lint  ## everything CI runs: lint, types, unit, integration and e2e (the console in Chromium too) on Tansu and Apache Kafka
 	@echo "hypothesis seed $(SEED) (make test SEED=$(SEED) repeats it)"
-	$(PYTEST) tests
-	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) tests/integration tests/faults/test_broker_restart.py
+	$(PYTEST) $(XDIST) tests
+	LIFECYCLE_TEST_BROKER=kafka LIFECYCLE_ONLY_BROKER_TESTS=1 $(PYTEST) $(XDIST) tests/integration tests/faults/test_broker_restart.py
 
 faults: setup kafka-jars  ## the fault-injection suite at full size on Apache Kafka (~10 min): figures in .run/faults-*.json
 	LIFECYCLE_FAULTS=full LIFECYCLE_TEST_BROKER=kafka $(PYTEST) tests/faults $(EDGE_TESTS)

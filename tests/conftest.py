@@ -25,6 +25,7 @@ from hypothesis import settings
 
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
 from service.dev.redis_server import RedisServer
+from tests.faults import figures
 
 # `make test`'s profile: with the run's seed given on the command line, a failure prints
 # the blob that replays its example, and no example database carries state between runs.
@@ -45,6 +46,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault tests' `FAULTS ...` lines (`tests/faults/figures.py`), passed or failed,
+    from their reports: under pytest-xdist this is where a worker's figures reach the log."""
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == figures.PROPERTY
+    ]
+    if lines:
+        terminalreporter.write_sep("=", "fault-injection figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @dataclass(frozen=True)

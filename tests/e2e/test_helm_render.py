@@ -10,6 +10,7 @@ and the autoscaler's cap at the partition count. Values the schema refuses fail 
 
 from __future__ import annotations
 
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,15 @@ ROUTES = {"api": {"/healthz", "/readyz", "/metrics"}, "worker": {"/metrics"}, "w
 
 @cache
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Each value set's objects: `default` and one per example file."""
-    out = Path(ROOT / ".run" / "helm")
-    out.mkdir(parents=True, exist_ok=True)
-    result = go_run("helm-check", "-out", str(out), str(CHART), *map(str, EXAMPLES))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return {
-        name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d]
-        for name in ["default", *(p.stem for p in EXAMPLES)]
-    }
+    """Each value set's objects: `default` and one per example file, rendered into a
+    directory of this process's own: no other test process reads them half-written."""
+    with tempfile.TemporaryDirectory(prefix="helm-") as out:
+        result = go_run("helm-check", "-out", out, str(CHART), *map(str, EXAMPLES))
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {
+            name: [d for d in yaml.safe_load_all((Path(out) / f"{name}.yaml").read_text()) if d]
+            for name in ["default", *(p.stem for p in EXAMPLES)]
+        }
 
 
 def values(name: str) -> dict[str, Any]:

@@ -24,7 +24,17 @@ from service.core.profile import (
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
-DELETE = object()
+
+
+class _Delete:
+    """The marker of a deleted field; its repr names it, so the test ids are the same in
+    every process (pytest-xdist's workers must collect identical ids)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 
 
 def valid() -> dict[str, Any]:
