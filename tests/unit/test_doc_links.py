@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,6 @@ FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
-# Charts a benchmark run draws from its own results, committed with them and never drawn from
-# made-up figures: until the first such run, the page that shows one links a file not there yet.
-DRAWN_BY_RUNS = ("docs/benchmark-sweeps.png",)
 
 
 def slug(heading: str) -> str:
@@ -58,9 +54,8 @@ def test_slugs_follow_github() -> None:
     assert slug("lifecycle_events_total{outcome}") == "lifecycle_events_totaloutcome"
 
 
-def broken_links(page: Path, drawn_later: Collection[Path] = ()) -> list[str]:
-    """The page's relative links whose file, or heading for `#anchor`, does not exist; a file
-    of `drawn_later` may be missing."""
+def broken_links(page: Path) -> list[str]:
+    """The page's relative links whose file, or heading for `#anchor`, does not exist."""
     broken = []
     for target in links(page):
         if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto: ...
@@ -68,8 +63,6 @@ def broken_links(page: Path, drawn_later: Collection[Path] = ()) -> list[str]:
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
         if not dest.exists():
-            if dest in drawn_later:
-                continue
             broken.append(f"{target}: no such file")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(f"{target}: no heading #{anchor} in {dest.name}")
@@ -78,13 +71,8 @@ def broken_links(page: Path, drawn_later: Collection[Path] = ()) -> list[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
-    broken = broken_links(page, {ROOT / path for path in DRAWN_BY_RUNS})
+    broken = broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
-
-
-def test_a_missing_file_a_page_may_wait_for_is_one_make_bench_draws() -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    assert all(f"bench.chart bench/results.json {path}" in makefile for path in DRAWN_BY_RUNS)
 
 
 def test_broken_links_are_found(tmp_path: Path) -> None:
