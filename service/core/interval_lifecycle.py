@@ -41,12 +41,10 @@ Latest = Counter[tuple[int, str, int, int, int]]
 FIRST, SAME, NEXT, GAP = 0, 1, 2, 3  # no previous active day; the same interval; the next; later
 
 
-def note_active_day(
-    rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str], latest: Latest | None = None
-) -> None:
+def note_active_day(rec: UserRecord, ts: int, cal: Calendar, counts: Counter[str], latest: Latest) -> None:
     """An activity at `ts` (not before `rec.first_seen`): add its day and, when the day is new,
-    the class changes it causes (for the common new latest day, into `latest` when given:
-    `add_latest` counts them). Nothing when the day is already in the set (most events)."""
+    the class changes it causes (for the common new latest day, into `latest`, which
+    `add_latest` counts). Nothing when the day is already in the set (most events)."""
     base = cal.day(rec.first_seen)
     offset = cal.day(ts) - base
     old = rec.active_days
@@ -56,11 +54,7 @@ def note_active_day(
     day = base + offset
     channel = rec.channel
     if offset >= old.bit_length():  # after every day so far: the common case, worked out directly
-        key = latest_key(day, base + old.bit_length() - 1 if old else None, channel)
-        if latest is None:
-            add_latest({key: 1}, counts)
-        else:
-            latest[key] += 1
+        latest[latest_key(day, base + old.bit_length() - 1 if old else None, channel)] += 1
         return
     first = base + _lowest(old) if old else None
     for g in GRANULARITIES:
