@@ -21,10 +21,6 @@ CONTENT_TYPE = "application/cloudevents+json"
 STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 
 
-def rfc3339(ms: int) -> str:
-    return iso_ms(ms)  # from cached pieces: through datetime it was a sixth of encoding a trigger
-
-
 def reason(f: Fired) -> str:
     d = f.data
     if f.kind == "recall":
@@ -42,21 +38,21 @@ def trigger_cloudevent(f: Fired, source: str, type_prefix: str) -> dict[str, Any
         "reason": reason(f),
         "user_id": f.user_id,
         "channel": None if f.channel == NO_CHANNEL else f.channel,
-        "due": rfc3339(f.due),
+        "due": iso_ms(f.due),
         "incentive_tier": f.tier,
         "holdout": f.holdout,
         "delivery": "advisor" if f.advisor else "standard",
         **f.data,
     }
     if "policy_end" in data:
-        data["policy_end"] = rfc3339(int(data["policy_end"]))
+        data["policy_end"] = iso_ms(int(data["policy_end"]))
     return {
         "specversion": "1.0",
         "id": f.id,
         "source": source,
         "type": f"{type_prefix}.lifecycle.{f.kind}.v1",
         "subject": f.user_id,
-        "time": rfc3339(f.at),
+        "time": iso_ms(f.at),
         "datacontenttype": "application/json",
         "data": data,
     }

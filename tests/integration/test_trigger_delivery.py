@@ -27,6 +27,7 @@ from service.api.app import create_api
 from service.core.batch import apply_events, sweep
 from service.core.durations import DAY_MS
 from service.core.events import Event, validate_event
+from service.core.instants import iso_ms
 from service.core.partitioning import partition_for
 from service.core.profile import Profile, load_profile
 from service.core.records import UserRecord
@@ -196,39 +197,34 @@ async def test_triggers_fire_once_at_their_event_time_and_reach_downstream_once(
     assert sorted(ids) == sorted(f.id for f in want)
     at = {(ce["subject"], ce["data"]["kind"], ce["data"].get("state"), ce["time"]) for _, ce, _ in got}
 
-    def iso(ms: int) -> str:
-        from service.core.cloudevents import rfc3339
-
-        return rfc3339(ms)
-
     d = DAY_MS
     # recall: exactly once per state entered, at the event time it was entered
     assert {x for x in at if x[0] == "r1"} == {
-        ("r1", "recall", "silent", iso(T0 + 3 * d)),
-        ("r1", "recall", "churned", iso(T0 + 14 * d)),
+        ("r1", "recall", "silent", iso_ms(T0 + 3 * d)),
+        ("r1", "recall", "churned", iso_ms(T0 + 14 * d)),
     }
     assert {x for x in at if x[0] == "r2"} == {
-        ("r2", "recall", "silent", iso(T0 + 3 * d)),
-        ("r2", "recall", "silent", iso(T0 + 7 * d)),
-        ("r2", "recall", "churned", iso(T0 + 18 * d)),
+        ("r2", "recall", "silent", iso_ms(T0 + 3 * d)),
+        ("r2", "recall", "silent", iso_ms(T0 + 7 * d)),
+        ("r2", "recall", "churned", iso_ms(T0 + 18 * d)),
     }
     # quiet hours: due at 23:00 UTC, sent at 08:00 the next morning
     q1 = [ce for _, ce, _ in got if ce["subject"] == "q1"]
     assert [(ce["data"]["due"], ce["time"]) for ce in q1] == [
-        (iso(T0 + 3 * d + 11 * HOUR), iso(T0 + 3 * d + 20 * HOUR)),
-        (iso(T0 + 14 * d + 11 * HOUR), iso(T0 + 14 * d + 20 * HOUR)),
+        (iso_ms(T0 + 3 * d + 11 * HOUR), iso_ms(T0 + 3 * d + 20 * HOUR)),
+        (iso_ms(T0 + 14 * d + 11 * HOUR), iso_ms(T0 + 14 * d + 20 * HOUR)),
     ]
     # renewal: the 7-day reminder went out, the renewal cancelled the 1-day one and the expiry
     p2 = {(x[1], x[3]) for x in at if x[0] == "p2"}
-    assert ("renewal", iso(T0 + 3 * d)) in p2 and not any(k == "expiry" for k, _ in p2)
-    assert not any(k == "renewal" and t != iso(T0 + 3 * d) for k, t in p2)
+    assert ("renewal", iso_ms(T0 + 3 * d)) in p2 and not any(k == "expiry" for k, _ in p2)
+    assert not any(k == "renewal" and t != iso_ms(T0 + 3 * d) for k, t in p2)
     # onboarding: o1 had no first order within 2 days; o2 ordered and was suppressed
-    assert ("o1", "onboarding", None, iso(T0 + 2 * d)) in at
+    assert ("o1", "onboarding", None, iso_ms(T0 + 2 * d)) in at
     assert not any(x[0] == "o2" and x[1] == "onboarding" for x in at)
     # frequency cap, 3 per 7 days: c1's reminders of two policies and its recalls; the 1-day
     # reminder of P3 (+7d) and one of the two triggers due at +8d are capped
     c1 = sorted(ce["time"] for _, ce, _ in got if ce["subject"] == "c1")
-    assert c1 == [iso(T0 + k * d) for k in (1, 2, 3, 8, 9, 14)]
+    assert c1 == [iso_ms(T0 + k * d) for k in (1, 2, 3, 8, 9, 14)]
     # holdout: exactly the hashed 10 %, flagged, not dropped
     held = {ce["subject"] for _, ce, _ in got if ce["data"]["holdout"]}
     onboarded = {ce["subject"] for _, ce, _ in got if ce["data"]["kind"] == "onboarding"}
