@@ -34,6 +34,7 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.worker_phase import cpu_seconds
 from service.core.profile import load_profile
 from service.dev.generator import generate
 from service.dev.kafka_broker import KafkaBroker, TansuBroker
@@ -42,7 +43,6 @@ from service.kafka.publisher import EventPublisher
 from service.kafka.topics import create_topics
 from service.storage.keys import all_partitions
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK_S = 0.05
 TOPIC = "soak"
 PREFIX = "soak"
@@ -137,7 +137,7 @@ class Probe:
             "lag_events": max(0, acked - applied),
             "lag_messages": lag_messages,
             "worker_rss_mb": round(_rss_mb(self.pid), 1),
-            "worker_cpu_s": round(_cpu_seconds(self.pid), 1),
+            "worker_cpu_s": round(cpu_seconds(self.pid), 1),
             "redis_used_bytes": used,
             "redis_state_bytes": state,
             "users": users,
@@ -147,11 +147,6 @@ class Probe:
     def close(self) -> None:
         self.consumer.close()
         self.redis.close()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _rss_mb(pid: int) -> float:

@@ -20,7 +20,8 @@ from service.storage.keys import all_partitions
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -33,7 +34,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
-    return sum(_cpu_seconds(p.pid) for p in procs)
+    return sum(cpu_seconds(p.pid) for p in procs)
 
 
 def redis_cpu_seconds(client: redis.Redis) -> float:
